@@ -1,0 +1,111 @@
+"""Binary mask clean-up, region shapes and connected face regions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+MASK_SHAPES = ("predicted", "ellipse", "box")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected region of a mask: bounding box, probabilities inside it and pixel area."""
+
+    box: tuple[int, int, int, int]
+    """(x, y, w, h) in pixels."""
+    score: float
+    """Highest face probability inside the region."""
+    mean_score: float
+    """Mean face probability inside the region."""
+    area: int
+    """Number of mask pixels in the region."""
+
+
+def refine_mask(mask: np.ndarray, dilation: int = 0, min_area: int = 0) -> np.ndarray:
+    """Drop connected regions smaller than ``min_area`` pixels, then dilate by ``dilation`` pixels
+    (elliptical structuring element of diameter ``2 * dilation + 1``)."""
+    mask = check_mask(mask)
+    if dilation < 0 or min_area < 0:
+        raise ValueError(f"dilation and min_area must be >= 0, got {dilation} and {min_area}")
+    if min_area > 1:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+        keep[0] = False
+        mask = keep[labels]
+    if dilation > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
+        mask = cv2.dilate(mask.view(np.uint8), kernel).view(bool)
+    return mask
+
+
+def shape_mask(mask: np.ndarray, shape: str = "predicted") -> np.ndarray:
+    """Return the mask as predicted, or with each connected region replaced by the ellipse or the
+    box around it. The result always contains the input mask."""
+    mask = check_mask(mask)
+    if shape not in MASK_SHAPES:
+        raise ValueError(f"unknown mask shape {shape!r}; choose one of {MASK_SHAPES}")
+    if shape == "predicted" or not mask.any():
+        return mask.copy()
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    out = np.zeros(mask.shape, np.uint8)
+    for i in range(1, n):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        if shape == "box":
+            out[y:y + h, x:x + w] = 1
+        else:
+            cv2.ellipse(out, _ellipse_around(labels[y:y + h, x:x + w] == i, x, y), 1, thickness=-1)
+    return out.view(bool) | mask
+
+
+def find_regions(mask: np.ndarray, prob: np.ndarray) -> list[Region]:
+    """Connected regions (8-connectivity) of ``mask`` in raster order, scored with ``prob``."""
+    mask, prob = check_mask(mask), np.asarray(prob)
+    if prob.shape != mask.shape:
+        raise ValueError(f"prob shape {prob.shape} does not match mask shape {mask.shape}")
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    if n == 1:
+        return []
+    index = np.arange(1, n)
+    scores = ndimage.maximum(prob, labels, index)
+    means = ndimage.mean(prob, labels, index)
+    return [
+        Region(box=tuple(int(v) for v in stats[i, :4]), score=float(scores[i - 1]),
+               mean_score=float(means[i - 1]), area=int(stats[i, cv2.CC_STAT_AREA]))
+        for i in index
+    ]
+
+
+def check_mask(mask: np.ndarray) -> np.ndarray:
+    """Return ``mask`` as a 2-D bool array; integer masks count non-zero pixels, float masks are
+    rejected (threshold probabilities first)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
+    if mask.dtype == bool:
+        return np.ascontiguousarray(mask)
+    if np.issubdtype(mask.dtype, np.integer):
+        return mask != 0
+    raise ValueError(
+        f"a mask must be bool or integer, got {mask.dtype}; threshold probability maps first")
+
+
+def _ellipse_around(component: np.ndarray, x0: int, y0: int) -> tuple:
+    """Rotated rectangle (OpenCV ellipse form) of the moment ellipse of ``component``, scaled to
+    contain every pixel of it."""
+    ys, xs = np.nonzero(component)
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    center = points.mean(axis=0)
+    cov = np.eye(2) / 12 + (np.cov(points.T, bias=True) if len(points) > 1 else 0)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    corners = (hull[:, None, :] + offsets).reshape(-1, 2)
+    local = (corners - center) @ eigvecs / np.sqrt(eigvals)
+    scale = np.sqrt((local**2).sum(axis=1).max())
+    axes = 2 * scale * np.sqrt(eigvals)
+    angle = np.degrees(np.arctan2(eigvecs[1, 0], eigvecs[0, 0]))
+    return (float(center[0] + x0), float(center[1] + y0)), (float(axes[0]), float(axes[1])), float(angle)

@@ -1,0 +1,269 @@
+"""End-to-end face erasing: load a model, predict face probabilities, threshold, mask, anonymize."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from huggingface_hub.errors import (HFValidationError, RemoteEntryNotFoundError,
+                                   RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.utils import validate_repo_id
+from PIL import Image
+from safetensors import SafetensorError
+
+from faceerase.anonymize import METHODS, anonymize
+from faceerase.images import MIN_SIDE, ImageSource, load_image
+from faceerase.masks import MASK_SHAPES, Region, find_regions, refine_mask, shape_mask
+from faceerase.model import FaceEraseUNet
+from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "hub"
+DEFAULT_REPO_ID = "faceerase/faceerase-unet"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+DEFAULT_INPUT_SIZE = 1024
+DEFAULT_DILATION = 2
+DEFAULT_MIN_AREA = 16
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a torch device; None picks CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(
+    name_or_path: str | Path | None = None,
+    *,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+) -> FaceEraseUNet:
+    """Load a :class:`FaceEraseUNet` in eval mode on ``device`` (see :func:`select_device`).
+
+    ``name_or_path`` is a local folder holding ``config.json`` and ``model.safetensors`` (as
+    written by ``save_pretrained``) or a Hugging Face Hub repo id (``revision`` selects a branch,
+    tag or commit). None uses :data:`DEFAULT_MODEL_DIR` when it holds weights, else
+    :data:`DEFAULT_REPO_ID`. Raises :class:`ModelLoadError` with a one-line reason.
+    """
+    if name_or_path is None:
+        has_weights = (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file()
+        name_or_path = DEFAULT_MODEL_DIR if has_weights else DEFAULT_REPO_ID
+    if _is_local(name_or_path):
+        model = _load_local(Path(name_or_path).expanduser())
+    else:
+        model = _load_hub(str(name_or_path), revision)
+    return model.to(select_device(device)).eval()
+
+
+def _is_local(name_or_path: str | Path) -> bool:
+    text = str(name_or_path)
+    return (isinstance(name_or_path, Path) or Path(text).exists()
+            or text.startswith((".", "/", "~", "\\")) or text.endswith(("/", "\\")))
+
+
+def _load_local(folder: Path) -> FaceEraseUNet:
+    if not folder.is_dir():
+        raise ModelLoadError(f"no model folder at {folder}")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / name).is_file():
+            raise ModelLoadError(
+                f"{folder} has no {name}; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME} "
+                "(as written by FaceEraseUNet.save_pretrained)")
+    try:
+        json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{folder / CONFIG_NAME} is not valid JSON: {e}") from None
+    return _from_pretrained(str(folder), str(folder))
+
+
+def _load_hub(repo_id: str, revision: str | None) -> FaceEraseUNet:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither a local model folder nor a valid Hugging Face Hub repo id") from None
+    where = repo_id + (f" (revision {revision})" if revision else "")
+    try:
+        return _from_pretrained(repo_id, where, revision=revision)
+    except RepositoryNotFoundError:
+        raise ModelLoadError(
+            f"Hub repo {repo_id} not found (or it is private or gated: log in with `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"Hub repo {repo_id} has no revision {revision!r}") from None
+    except RemoteEntryNotFoundError:
+        raise ModelLoadError(f"Hub repo {where} has no {WEIGHTS_NAME}") from None
+    except OSError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(
+            f"could not download {where} from the Hugging Face Hub ({reason}). Check the "
+            "connection, set HF_HUB_OFFLINE=1 to use a cached copy, or pass a local model folder") from None
+
+
+def _from_pretrained(name: str, where: str, **kwargs) -> FaceEraseUNet:
+    try:
+        return FaceEraseUNet.from_pretrained(name, strict=True, **kwargs)
+    except SafetensorError as e:
+        raise ModelLoadError(f"the weights of {where} are unreadable (corrupt {WEIGHTS_NAME}?): {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"the config of {where} is invalid: {e}") from None
+    except RuntimeError as e:
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise ModelLoadError(
+            f"the weights of {where} do not match its config ({detail.rstrip('.')}); "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME} come from different models") from None
+
+
+@dataclass(frozen=True)
+class EraseOptions:
+    """Post-processing settings: threshold, mask clean-up and shape, anonymization."""
+
+    threshold: str = "auto"
+    threshold_value: float | None = None
+    method: str = "inpaint_telea"
+    dilation: int = DEFAULT_DILATION
+    min_area: int = DEFAULT_MIN_AREA
+    mask_shape: str = "predicted"
+    color: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("threshold", self.threshold, THRESHOLD_MODES),
+                                     ("method", self.method, METHODS),
+                                     ("mask_shape", self.mask_shape, MASK_SHAPES)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+        if self.threshold == "fixed" and self.threshold_value is None:
+            raise ValueError("threshold 'fixed' needs threshold_value in [0, 1]")
+        if self.threshold_value is not None and not 0 <= self.threshold_value <= 1:
+            raise ValueError(f"threshold_value must be in [0, 1], got {self.threshold_value}")
+        if self.dilation < 0 or self.min_area < 0:
+            raise ValueError("dilation and min_area must be >= 0")
+
+
+@dataclass
+class EraseResult:
+    """Everything one image went through, all at the original resolution."""
+
+    image: np.ndarray
+    """Input image, RGB uint8 (H, W, 3), EXIF orientation applied."""
+    probabilities: np.ndarray
+    """Face probabilities, float32 (H, W)."""
+    threshold: float
+    mask: np.ndarray
+    """Final erased mask, bool (H, W)."""
+    regions: list[Region]
+    anonymized: np.ndarray
+    """Output image, RGB uint8 (H, W, 3)."""
+
+
+class FaceEraser:
+    """Find faces with a :class:`FaceEraseUNet` and erase them.
+
+    Args:
+        model: a model, a local folder or Hub repo id for :func:`load_model`, or None (default).
+        device: torch device; None picks CUDA when available, else CPU.
+        input_size: the long side each image is resized to for the network (both down and up),
+            None to use the native size. Probabilities come back at the original size.
+        batch_size: images per network pass (equal network input sizes are batched together).
+        threshold, threshold_value, method, dilation, min_area, mask_shape, color: defaults of
+            :class:`EraseOptions`, overridable per call of :meth:`postprocess`.
+    """
+
+    def __init__(
+        self,
+        model: FaceEraseUNet | str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        input_size: int | None = DEFAULT_INPUT_SIZE,
+        threshold: str = "auto",
+        threshold_value: float | None = None,
+        method: str = "inpaint_telea",
+        dilation: int = DEFAULT_DILATION,
+        min_area: int = DEFAULT_MIN_AREA,
+        mask_shape: str = "predicted",
+        color: tuple[int, int, int] = (0, 0, 0),
+        batch_size: int = 8,
+    ):
+        if input_size is not None and input_size < MIN_SIDE:
+            raise ValueError(f"input_size must be None or at least {MIN_SIDE}, got {input_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = select_device(device)
+        if isinstance(model, FaceEraseUNet):
+            self.model = model.to(self.device).eval()
+        else:
+            self.model = load_model(model, device=self.device)
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.options = EraseOptions(threshold, threshold_value, method, dilation, min_area,
+                                    mask_shape, tuple(color))
+
+    def predict(self, images: list[ImageSource]) -> list[np.ndarray]:
+        """Face probabilities, float32 (H, W) at each image's original size."""
+        arrays = _load_all(images)
+        inputs = [self._network_input(image) for image in arrays]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(x.shape[:2], []).append(i)
+        probs: list[np.ndarray | None] = [None] * len(arrays)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                batch = torch.from_numpy(np.stack([inputs[i] for i in chunk])).to(self.device)
+                batch = batch.permute(0, 3, 1, 2).float().div_(255)
+                out = self.model.predict_proba(batch).float().cpu().numpy()
+                for i, p in zip(chunk, out):
+                    h, w = arrays[i].shape[:2]
+                    if p.shape != (h, w):
+                        p = np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+                    probs[i] = np.ascontiguousarray(p, dtype=np.float32)
+        return probs
+
+    def postprocess(self, image: ImageSource, prob: np.ndarray, **overrides) -> EraseResult:
+        """Threshold, clean up, shape and anonymize without running the network; ``overrides``
+        replace fields of :attr:`options` for this call only."""
+        options = replace(self.options, **overrides)
+        image = load_image(image)
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != image.shape[:2]:
+            raise ValueError(f"probability map shape {prob.shape} does not match image size "
+                             f"{image.shape[:2]}")
+        threshold = compute_threshold(prob, options.threshold, options.threshold_value)
+        mask = refine_mask(prob > threshold, options.dilation, options.min_area)
+        mask = shape_mask(mask, options.mask_shape)
+        return EraseResult(
+            image=image, probabilities=prob, threshold=threshold, mask=mask,
+            regions=find_regions(mask, prob),
+            anonymized=anonymize(image, mask, options.method, color=options.color))
+
+    def __call__(self, image: ImageSource) -> EraseResult:
+        """Erase the faces of one image."""
+        return self.erase_batch([image])[0]
+
+    def erase_batch(self, images: list[ImageSource]) -> list[EraseResult]:
+        """Erase the faces of several images, batching the network passes."""
+        arrays = _load_all(images)
+        return [self.postprocess(image, prob) for image, prob in zip(arrays, self.predict(arrays))]
+
+    def _network_input(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if self.input_size is None or max(h, w) == self.input_size:
+            return image
+        scale = self.input_size / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _load_all(images: list[ImageSource]) -> list[np.ndarray]:
+    if isinstance(images, (np.ndarray, str, Path, bytes, Image.Image)):
+        raise TypeError("expected a list of images; wrap a single image in a list")
+    return [load_image(image) for image in images]

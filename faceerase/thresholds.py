@@ -1,0 +1,66 @@
+"""Threshold strategies that turn a face-probability map into a binary mask (``prob > threshold``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+THRESHOLD_MODES = ("auto", "seed", "fixed")
+AUTO_FLOOR = 0.3
+AUTO_CEILING = 0.6
+
+
+def compute_threshold(
+    prob: np.ndarray, mode: str = "auto", value: float | None = None, floor: float = AUTO_FLOOR
+) -> float:
+    """Return the threshold for ``prob`` (values in [0, 1]); pixels strictly above it are face.
+
+    ``seed``: the 2018 rule, bin edge 6 of ``np.histogram(prob)`` (10 bins), i.e.
+    ``min + 0.6 * (max - min)``; it always marks the relatively brightest part of the map.
+    ``fixed``: ``value`` (required, in [0, 1]; ignored by the other modes).
+    ``auto``: Otsu's threshold of the probability histogram clamped to
+    ``[floor, max(floor, AUTO_CEILING)]``, so a map with no probability above ``floor`` (no face)
+    masks nothing.
+    """
+    prob = np.asarray(prob)
+    if prob.size == 0 or not np.issubdtype(prob.dtype, np.floating):
+        raise ValueError(f"prob must be a non-empty float array, got {prob.dtype} of shape {prob.shape}")
+    if not np.isfinite(prob).all():
+        raise ValueError("prob contains NaN or infinite values")
+    if prob.min() < 0 or prob.max() > 1:
+        raise ValueError("prob must hold probabilities in [0, 1]")
+    if mode == "seed":
+        return float(np.histogram(prob)[1][6])
+    if mode == "fixed":
+        if value is None:
+            raise ValueError("threshold mode 'fixed' needs a value in [0, 1]")
+        return _unit(value, "threshold value")
+    if mode == "auto":
+        floor = _unit(floor, "floor")
+        return float(min(max(_otsu(prob), floor), max(AUTO_CEILING, floor)))
+    raise ValueError(f"unknown threshold mode {mode!r}; choose one of {THRESHOLD_MODES}")
+
+
+def _unit(value: float, name: str) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def _otsu(prob: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold on [0, 1]: the middle of the best plateau (an empty gap between two
+    clusters scores the same everywhere); 0 when fewer than two bins are populated."""
+    hist, edges = np.histogram(prob, bins=bins, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)[:-1]
+    w1 = hist.sum() - w0
+    m0 = np.cumsum(hist * centers)[:-1]
+    m1 = (hist * centers).sum() - m0
+    valid = (w0 > 0) & (w1 > 0)
+    if not valid.any():
+        return 0.0
+    between = np.zeros_like(w0)
+    between[valid] = w0[valid] * w1[valid] * (m0[valid] / w0[valid] - m1[valid] / w1[valid]) ** 2
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float((edges[1 + best[0]] + edges[1 + best[-1]]) / 2)

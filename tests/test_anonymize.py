@@ -1,0 +1,104 @@
+"""Every anonymizer on a synthetic face: mask pixels change substantially, the rest stays."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceerase.anonymize import METHODS, MOSAIC_BLOCKS, anonymize
+from faceerase.masks import shape_mask
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_mask_pixels_change_and_others_do_not(method, face_image, face_mask):
+    out = anonymize(face_image, face_mask, method)
+    assert out.dtype == np.uint8 and out.shape == face_image.shape
+    np.testing.assert_array_equal(out[~face_mask], face_image[~face_mask])
+    assert _diff(out, face_image)[face_mask].mean() > 40
+    assert face_image is not out
+
+
+@pytest.mark.parametrize("method", ["blur", "mosaic"])
+def test_blur_and_mosaic_destroy_the_fine_texture(method, face_image, face_mask):
+    out = anonymize(face_image, face_mask, method)
+    inner = cv2.erode(face_mask.view(np.uint8), np.ones((7, 7), np.uint8)).view(bool)
+    detail = lambda img: np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_32F))[inner].mean()
+    assert detail(out) < 0.1 * detail(face_image)
+
+
+@pytest.mark.parametrize("method", ["inpaint_telea", "inpaint_ns", "solid"])
+def test_fill_methods_keep_nothing_of_the_face(method):
+    rng = np.random.default_rng(0)
+    h, w = 600, 500
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mask, (250, 300), (150, 220), 10, 0, 360, 1, thickness=-1)
+    cv2.circle(mask, (60, 60), 20, 1, thickness=-1)
+    mask = mask.astype(bool)
+    face_a, face_b = background.copy(), background.copy()
+    face_a[mask] = rng.integers(0, 256, (mask.sum(), 3))
+    face_b[mask] = 255 - face_a[mask]
+    out_a, out_b = anonymize(face_a, mask, method), anonymize(face_b, mask, method)
+    np.testing.assert_array_equal(out_a, out_b)
+    np.testing.assert_array_equal(out_a[~mask], background[~mask])
+
+
+def test_inpaint_fills_from_the_surroundings(face_image, face_mask):
+    out = anonymize(face_image, face_mask, "inpaint_telea")
+    background = np.array([40 + 60 // 3, 90 + 50 // 2, 170])
+    assert np.abs(out[50, 60].astype(int) - background).max() < 30
+
+
+def test_solid_colour():
+    image = np.full((20, 20, 3), 100, np.uint8)
+    mask = np.zeros((20, 20), bool)
+    mask[5:10, 5:10] = True
+    out = anonymize(image, mask, "solid", color=(255, 0, 10))
+    assert (out[mask] == (255, 0, 10)).all() and (out[~mask] == 100).all()
+    assert (anonymize(image, mask, "solid")[mask] == 0).all()
+    with pytest.raises(ValueError, match="three RGB values"):
+        anonymize(image, mask, "solid", color=(300, 0, 0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_mask_returns_an_unchanged_copy(method, face_image):
+    out = anonymize(face_image, np.zeros(face_image.shape[:2], bool), method)
+    np.testing.assert_array_equal(out, face_image)
+
+
+@pytest.mark.parametrize("size", [30, 240])
+def test_mosaic_and_blur_strength_scale_with_region_size(size):
+    yy, xx = np.mgrid[0:400, 0:400] * 255 // 399
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400))
+    image = np.stack([xx, yy, noise], axis=-1).astype(np.uint8)
+    mask = np.zeros((400, 400), bool)
+    mask[100:100 + size, 100:100 + size] = True
+    mosaic = anonymize(image, mask, "mosaic")[mask]
+    assert len(np.unique(mosaic[:, :2], axis=0)) == MOSAIC_BLOCKS**2
+    blurred = anonymize(image, mask, "blur")[mask]
+    assert blurred[:, 2].std() < 0.1 * image[mask][:, 2].std()
+
+
+def test_region_shapes_reach_the_corners_of_the_mask(face_image, face_mask):
+    boxed = shape_mask(face_mask, "box")
+    out = anonymize(face_image, boxed, "solid")
+    ys, xs = np.nonzero(face_mask)
+    assert (out[ys.min():ys.max() + 1, xs.min():xs.max() + 1] == 0).all()
+
+
+@pytest.mark.parametrize("image, mask, method, message", [
+    (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21), bool), "blur", "does not match image size"),
+    (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20), np.float32), "blur", "bool or integer"),
+    (np.zeros((20, 20), np.uint8), np.zeros((20, 20), bool), "blur", "RGB uint8"),
+    (np.zeros((20, 20, 3), np.float32), np.zeros((20, 20), bool), "blur", "RGB uint8"),
+    (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20), bool), "smear", "unknown method"),
+])
+def test_bad_inputs(image, mask, method, message):
+    with pytest.raises(ValueError, match=message):
+        anonymize(image, mask, method)

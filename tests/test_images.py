@@ -1,0 +1,165 @@
+"""load_image: every supported input becomes RGB uint8, every bad one a clear InvalidImageError."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceerase.images import MIN_SIDE, InvalidImageError, load_image
+
+
+def _gradient(h: int = 40, w: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 4, yy * 6, 255 - xx * 2], axis=-1).astype(np.uint8)
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["path", "str", "bytes", "pil", "array"])
+def test_every_source_type_gives_the_same_rgb_array(kind, tmp_path):
+    rgb = _gradient()
+    path = tmp_path / "image.png"
+    Image.fromarray(rgb).save(path)
+    source = {"path": path, "str": str(path), "bytes": path.read_bytes(),
+              "pil": Image.open(path), "array": rgb}[kind]
+    out = load_image(source)
+    assert out.dtype == np.uint8 and out.shape == (40, 64, 3) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = _gradient(40, 64)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(rgb).save(path, quality=95, exif=exif)
+    out = load_image(path)
+    assert out.shape == (64, 40, 3)
+    expected = np.rot90(rgb, k=-1)
+    assert np.abs(out.astype(int) - expected).mean() < 4
+
+
+def test_rgba_is_composited_over_white(tmp_path):
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:10, :, 3] = 255
+    rgba[10:, :, 3] = 0
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    out = load_image(path)
+    np.testing.assert_array_equal(out[0, 0], (200, 0, 0))
+    np.testing.assert_array_equal(out[-1, -1], (255, 255, 255))
+    np.testing.assert_array_equal(load_image(rgba), out)
+
+
+def test_palette_with_transparency(tmp_path):
+    image = Image.new("P", (20, 20), 1)
+    image.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    path = tmp_path / "palette.png"
+    image.save(path, transparency=0)
+    np.testing.assert_array_equal(load_image(path)[5, 5], (10, 200, 30))
+
+
+def test_grayscale_8_and_16_bit_png(tmp_path):
+    gray8 = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (20, 1))
+    Image.fromarray(gray8).save(tmp_path / "gray8.png")
+    out8 = load_image(tmp_path / "gray8.png")
+    assert out8.shape == (20, 32, 3)
+    np.testing.assert_array_equal(out8[..., 1], gray8)
+
+    gray16 = gray8.astype(np.uint16) * 257
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
+    out16 = load_image(tmp_path / "gray16.png")
+    np.testing.assert_array_equal(out16[..., 0], gray8)
+
+
+def test_16_bit_rgb_png(tmp_path):
+    rgb = _gradient()
+    path = tmp_path / "rgb16.png"
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    np.testing.assert_array_equal(load_image(path), rgb)
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (32, 24), (0, 255, 255, 0)).save(path, quality=95)
+    out = load_image(path)
+    assert out.shape == (24, 32, 3)
+    assert out[..., 0].mean() > 200 and out[..., 1:].mean() < 40
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_bytes(b"this is a text file, not a picture" * 10), "not a recognised image"),
+    (lambda p: p.write_bytes(_encode(Image.fromarray(_gradient(200, 200)), "JPEG")[:600]), "truncated or corrupt"),
+    (lambda p: p.write_bytes(_encode(Image.fromarray(_gradient(200, 200)), "PNG")[:300]), "truncated or corrupt"),
+])
+def test_bad_files_raise_clear_errors(tmp_path, make, message):
+    path = tmp_path / "bad.img"
+    make(path)
+    with pytest.raises(InvalidImageError, match=message):
+        load_image(path)
+    with pytest.raises(InvalidImageError, match=message):
+        load_image(path.read_bytes())
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InvalidImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(InvalidImageError, match="not a file"):
+        load_image(tmp_path)
+
+
+def test_size_limit(tmp_path):
+    Image.fromarray(_gradient(8, 8)).save(tmp_path / "tiny.png")
+    with pytest.raises(InvalidImageError, match=f"8x8 pixels; at least {MIN_SIDE}"):
+        load_image(tmp_path / "tiny.png")
+    assert load_image(_gradient(MIN_SIDE, MIN_SIDE)).shape == (MIN_SIDE, MIN_SIDE, 3)
+    with pytest.raises(InvalidImageError, match="at least"):
+        load_image(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_decompression_bomb_gets_a_clear_message(tmp_path, monkeypatch):
+    path = tmp_path / "large.png"
+    Image.fromarray(_gradient(100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(InvalidImageError, match="too large to decode safely.*MAX_IMAGE_PIXELS"):
+        load_image(path)
+
+
+def test_array_conversions():
+    rgb = _gradient()
+    np.testing.assert_array_equal(load_image(rgb.astype(np.float32) / 255), rgb)
+    gray = rgb[..., 0]
+    np.testing.assert_array_equal(load_image(gray), np.repeat(gray[..., None], 3, axis=2))
+    np.testing.assert_array_equal(load_image(gray[..., None]), load_image(gray))
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((20, 20, 2), np.uint8), "shape"),
+    (np.zeros((2, 20, 20, 3), np.uint8), "shape"),
+    (np.zeros(400, np.uint8), "shape"),
+    (np.zeros((20, 20, 3), np.uint16), "dtype uint16"),
+    (np.zeros((20, 20, 3), np.int64), "dtype int64"),
+    (np.zeros((20, 20, 3), bool), "dtype bool"),
+    (np.full((20, 20, 3), 2.0), r"\[0, 1\]"),
+    (np.full((20, 20, 3), -0.1, np.float32), r"\[0, 1\]"),
+    (np.full((20, 20, 3), np.nan, np.float32), "finite"),
+])
+def test_bad_arrays_raise_clear_errors(array, message):
+    with pytest.raises(InvalidImageError, match=message):
+        load_image(array)
+
+
+def test_unsupported_type():
+    with pytest.raises(InvalidImageError, match="unsupported image type list"):
+        load_image([[0, 1], [2, 3]])
