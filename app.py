@@ -1,0 +1,209 @@
+"""FaceErase web demo (Gradio): erase every face in a photo or in live webcam frames.
+
+A thin layer over the :mod:`faceerase` library. The model is loaded once at start from ``--model`` or the
+``FACEERASE_MODEL`` environment variable (folder or Hub repo id), else from the embedded ``hub/`` folder;
+if it does not load, the page still opens and says why. ``python app.py [--model M] [--port P]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from faceerase.anonymize import METHODS
+from faceerase.images import InvalidImageError, load_image
+from faceerase.masks import MASK_SHAPES
+from faceerase.model import FaceEraseUNet
+from faceerase.pipeline import DEFAULT_DILATION, DEFAULT_INPUT_SIZE, FaceEraser, ModelLoadError, load_model
+from faceerase.thresholds import THRESHOLD_MODES
+from faceerase.video import TemporalMax
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
+METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur",
+                 "mosaic": "Mosaic", "solid": "Solid fill"}
+INPUT_SIZES = [("256 px", 256), ("384 px", 384), ("512 px", 512), ("768 px", 768), ("1024 px", 1024),
+               ("original", 0)]
+WEBCAM_INPUT_SIZE = 256
+WEBCAM_TEMPORAL_WINDOW = 3
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options of ``python app.py``."""
+    parser = argparse.ArgumentParser(description="Serve the FaceErase demo.")
+    parser.add_argument("--model", help="model folder or Hub repo id (default: $FACEERASE_MODEL, else hub/)")
+    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
+    return parser.parse_args(argv)
+
+
+def load(source: str | None) -> tuple[FaceEraseUNet | None, str | None]:
+    """The model, or None and a message saying why it could not be loaded."""
+    try:
+        return load_model(source), None
+    except ModelLoadError as error:
+        return None, str(error)
+
+
+ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+MODEL_SOURCE = ARGS.model or os.environ.get("FACEERASE_MODEL") or None
+MODEL, MODEL_ERROR = load(MODEL_SOURCE)
+
+
+@lru_cache(maxsize=None)
+def eraser(input_size: int) -> FaceEraser:
+    """A FaceEraser on the shared model at this network input size (0 = original resolution)."""
+    if MODEL is None:
+        raise gr.Error(f"The model is not loaded: {MODEL_ERROR}")
+    return FaceEraser(MODEL, input_size=input_size or None)
+
+
+# --------------------------------------------------------------------------- pictures for the page
+
+def heat_map(prob: np.ndarray) -> np.ndarray:
+    """Probability map as an RGB 'inferno' image."""
+    return cv2.applyColorMap(np.round(prob * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
+
+
+def histogram(prob: np.ndarray, threshold: float, width: int = 480, height: int = 200) -> np.ndarray:
+    """Log-scaled histogram of probabilities (100 bins over [0, 1]) with the threshold as a red line."""
+    counts, _ = np.histogram(prob, bins=100, range=(0.0, 1.0))
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    left, bottom, plot_w, plot_h = 10, height - 24, width - 20, height - 44
+    bars = np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)
+    for i, value in enumerate(bars):
+        x0, x1 = left + i * plot_w // 100, left + (i + 1) * plot_w // 100 - 1
+        cv2.rectangle(canvas, (x0, bottom - int(value * plot_h)), (x1, bottom), (70, 110, 200), -1)
+    cv2.line(canvas, (left, bottom), (left + plot_w, bottom), (0, 0, 0), 1)
+    for label, x in (("0", left), ("0.5", left + plot_w // 2 - 10), ("1", left + plot_w - 8)):
+        cv2.putText(canvas, label, (x, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    tx = left + int(np.clip(threshold, 0, 1) * plot_w)
+    cv2.line(canvas, (tx, 16), (tx, bottom), (220, 30, 30), 2)
+    cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 130), 14), cv2.FONT_HERSHEY_SIMPLEX,
+                0.45, (220, 30, 30), 1, cv2.LINE_AA)
+    return canvas
+
+
+# --------------------------------------------------------------------------- handlers
+
+def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
+                input_size: int, cache: dict | None) -> tuple:
+    """Image tab: network pass (skipped when the image and input size are cached), then post-processing."""
+    if not upload:
+        return None, None, None, None, None, "", None
+    try:
+        image = load_image(upload["path"])
+    except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
+        message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
+        raise gr.Error(f"Cannot read this file: {message}") from None
+    size = int(input_size)
+    key = f"{hashlib.sha1(image.tobytes()).hexdigest()}-{image.shape}-{size}"
+    if cache and cache.get("key") == key:
+        prob, network = cache["prob"], "network skipped (cached probabilities)"
+    else:
+        start = time.perf_counter()
+        prob = eraser(size).predict([image])[0]
+        network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
+    result = eraser(size).postprocess(image, prob, threshold=mode, threshold_value=float(fixed), method=method,
+                                      dilation=int(dilation), mask_shape=shape)
+    annotations = [(result.mask.astype(np.float32), "face mask")] if result.mask.any() else []
+    n = len(result.regions)
+    summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
+               f"threshold {result.threshold:.3f} ({mode}) · {network}")
+    return (heat_map(prob), histogram(prob, result.threshold), round(float(result.threshold), 4),
+            (image, annotations), result.anonymized, summary, {"key": key, "prob": prob})
+
+
+def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
+    """Webcam tab: anonymize one streamed frame with temporal smoothing; report frames per second."""
+    if frame is None:
+        return None, "", state
+    state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
+    start = time.perf_counter()
+    live = eraser(WEBCAM_INPUT_SIZE)
+    result = live.postprocess(frame, state["smoother"](live.predict([frame])[0]), method=method)
+    now = time.perf_counter()
+    if state["last"] is not None:
+        rate = 1.0 / max(now - state["last"], 1e-6)
+        state["fps"] = rate if state["fps"] == 0 else 0.8 * state["fps"] + 0.2 * rate
+    state["last"] = now
+    return (result.anonymized, f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
+                               f"({WEBCAM_INPUT_SIZE} px network input)", state)
+
+
+def toggle_fixed(mode: str) -> dict:
+    """Show the fixed-threshold slider only in fixed mode."""
+    return gr.update(visible=mode == "fixed")
+
+
+# --------------------------------------------------------------------------- page
+
+def build_demo() -> gr.Blocks:
+    """The Gradio app."""
+    methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
+    with gr.Blocks(title="FaceErase") as demo:
+        gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
+                    "inpainted, blurred, pixelated or filled. Nothing is stored.")
+        if MODEL_ERROR:
+            gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
+        with gr.Tab("Image"):
+            with gr.Row():
+                source = gr.Image(label="Input (upload, paste or drop)", type="filepath",
+                                  sources=["upload", "clipboard"], image_mode=None, elem_id="input-image")
+                heat = gr.Image(label="Face probability", interactive=False, format="png")
+                overlay = gr.AnnotatedImage(label="Mask", color_map={"face mask": "#ff2d55"})
+                result = gr.Image(label="Anonymized", interactive=False, format="png",
+                                  buttons=["download", "fullscreen"], elem_id="result-image")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    summary = gr.Markdown(elem_id="summary")
+                    hist = gr.Image(label="Histogram of probabilities", interactive=False, format="png")
+                    threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
+                with gr.Column(scale=3):
+                    mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
+                                    info="auto: calibrated Otsu (masks nothing on face-less images); "
+                                         "seed: 2018 rule; fixed: the slider")
+                    fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
+                    method = gr.Dropdown(methods, value="inpaint_telea", label="Anonymization")
+                    dilation = gr.Slider(0, 50, value=DEFAULT_DILATION, step=1, label="Mask dilation (px)")
+                    shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
+                    size = gr.Dropdown(INPUT_SIZES, value=DEFAULT_INPUT_SIZE, label="Model input size",
+                                       info="long side seen by the network; changing it re-runs the network")
+            examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+            if examples:
+                gr.Examples([[str(p)] for p in examples], inputs=[source], label="Examples")
+            cache = gr.State()
+            mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
+            gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
+                   size.change], erase_image,
+                  inputs=[source, mode, fixed, method, dilation, shape, size, cache],
+                  outputs=[heat, hist, threshold_used, overlay, result, summary, cache],
+                  api_name="erase", preprocess=False, trigger_mode="always_last", show_progress="minimal")
+        with gr.Tab("Webcam"):
+            gr.Markdown(f"Live anonymization of your camera at {WEBCAM_INPUT_SIZE} px network input, with a "
+                        f"{WEBCAM_TEMPORAL_WINDOW}-frame temporal window so a face missed once does not flash.")
+            with gr.Row():
+                camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
+                live = gr.Image(label="Anonymized", interactive=False)
+            with gr.Row():
+                live_method = gr.Dropdown(methods, value="blur", label="Anonymization")
+                fps = gr.Markdown(elem_id="fps")
+            live_state = gr.State()
+            camera.stream(erase_frame, [camera, live_method, live_state], [live, fps, live_state],
+                          stream_every=0.1, time_limit=120, concurrency_limit=2, api_name="erase_frame")
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.launch(server_port=ARGS.port, ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)])

@@ -1,0 +1,94 @@
+"""The Gradio app, driven through gradio_client against real ``python app.py`` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from fixtures_app import app_servers, low_model_dir, write_image  # noqa: E402,F401  (fixtures)
+
+CONTROLS = dict(mode="auto", fixed=0.5, method="inpaint_telea", dilation=2, shape="predicted", size=256)
+
+
+@pytest.fixture(scope="module")
+def client(app_servers):  # noqa: F811
+    return gradio_client.Client(app_servers["ok"].url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("app") / "photo.png"
+    write_image(path, size=(120, 90))
+    return path
+
+
+def erase(client, image: Path, **controls):
+    values = {**CONTROLS, **controls}
+    return client.predict(gradio_client.handle_file(str(image)), values["mode"], values["fixed"], values["method"],
+                          values["dilation"], values["shape"], values["size"], api_name="/erase")
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_upload_returns_all_outputs(client, photo):
+    heat, hist, threshold, overlay, result, summary = erase(client, photo)
+    assert pixels(heat).shape == (90, 120, 3)
+    assert pixels(result).shape == (90, 120, 3)
+    assert pixels(overlay["image"]).shape == (90, 120, 3)
+    assert pixels(hist).shape == (200, 480, 3)
+    assert 0.0 < threshold < 1.0
+    assert "face region" in summary and "threshold" in summary
+
+
+def test_post_processing_controls_reuse_the_cached_probabilities(client, photo):
+    erase(client, photo, size=384)
+    for method in ("inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid"):
+        *_, result, summary = erase(client, photo, size=384, method=method, mode="fixed", fixed=0.001)
+        assert "network skipped" in summary, method
+        assert pixels(result).shape == (90, 120, 3)
+    for mode in ("auto", "seed", "fixed"):
+        _, _, threshold, *_, summary = erase(client, photo, size=384, mode=mode, fixed=0.42)
+        assert "network skipped" in summary, mode
+        assert threshold == pytest.approx(0.42) if mode == "fixed" else threshold != pytest.approx(0.42)
+    for shape in ("ellipse", "box"):
+        assert "network skipped" in erase(client, photo, size=384, mode="seed", shape=shape, dilation=5)[-1]
+    assert "network skipped" not in erase(client, photo, size=512)[-1]  # a new input size re-runs it
+
+
+def test_faceless_image_auto_masks_nothing_but_seed_masks_something(client, tmp_path):
+    grey = tmp_path / "grey.png"
+    write_image(grey, size=(96, 96), value=128)
+    _, _, threshold, overlay, result, summary = erase(client, grey, mode="auto", method="solid")
+    assert threshold >= 0.3 and overlay["annotations"] == []
+    assert summary.startswith("**0 face regions**")
+    assert np.array_equal(pixels(result), np.full((96, 96, 3), 128, np.uint8))
+    _, _, threshold, overlay, result, _ = erase(client, grey, mode="seed", method="solid")
+    assert threshold < 0.3 and len(overlay["annotations"]) == 1
+    assert (pixels(result) == 0).all(axis=-1).any()
+
+
+def test_corrupt_upload_gives_a_clear_error_and_the_app_keeps_serving(client, photo, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 20)
+    with pytest.raises(gradio_client.exceptions.AppError, match="Cannot read this file: broken.jpg"):
+        erase(client, broken)
+    assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
+
+
+def test_model_load_failure_is_shown_in_the_page(app_servers):  # noqa: F811
+    with urllib.request.urlopen(app_servers["broken"].url + "config", timeout=10) as response:
+        config = json.load(response)
+    texts = [c.get("props", {}).get("value") for c in config["components"]]
+    assert any(isinstance(t, str) and "could not be loaded" in t and "no model folder" in t for t in texts)
+    client = gradio_client.Client(app_servers["broken"].url, verbose=False)
+    with pytest.raises(gradio_client.exceptions.AppError, match="model is not loaded"):
+        client.predict(gradio_client.handle_file(str(Path(__file__).parents[1] / "faceerase/examples/coffee.jpg")),
+                       *CONTROLS.values(), api_name="/erase")
