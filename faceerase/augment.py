@@ -1,0 +1,158 @@
+"""Batched training-crop augmentation on tensors (CPU or CUDA).
+
+The decoded images are held on the device, padded to one size, with a per-pixel label map; each batch is
+made by one ``affine_grid`` + ``grid_sample`` (bilinear for images, nearest for labels) that rescales
+(log-uniform over a wide range), crops and flips all samples at once, then photometric jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceerase.data import box_pixels, face_masks
+from faceerase.pack import ImageSet
+
+# Label map values: outside the image (padding), background, face, ignore region.
+LABEL_OUTSIDE, LABEL_BACKGROUND, LABEL_FACE, LABEL_IGNORE = 0, 1, 2, 3
+_GRAY = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class PackedImages:
+    """Images padded into one tensor with their label maps and valid face boxes.
+
+    ``images`` uint8 (N, 3, H, W); ``labels`` uint8 (N, 1, H, W) with the ``LABEL_*`` values; ``sizes`` long
+    (N, 2) (height, width) of each image; ``face_boxes`` long (F, 4) pixel bounds (x0, y0, x1, y1) of the
+    valid faces and ``face_image`` long (F,) the image each belongs to.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    sizes: torch.Tensor
+    face_boxes: torch.Tensor
+    face_image: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
+                device: str | torch.device = "cpu") -> PackedImages:
+    """Pad an :class:`ImageSet` into a :class:`PackedImages` on ``device`` (sides rounded up to ``multiple``)."""
+    if not len(image_set):
+        raise ValueError("empty image set")
+    height = math.ceil(max(im.shape[0] for im in image_set.images) / multiple) * multiple
+    width = math.ceil(max(im.shape[1] for im in image_set.images) / multiple) * multiple
+    n = len(image_set)
+    images = torch.zeros((n, 3, height, width), dtype=torch.uint8)
+    labels = torch.zeros((n, 1, height, width), dtype=torch.uint8)
+    face_boxes, face_image = [], []
+    for i, (image, boxes, invalid) in enumerate(zip(image_set.images, image_set.boxes, image_set.invalid, strict=True)):
+        h, w = image.shape[:2]
+        images[i, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        target, ignore = face_masks({"bbox": boxes, "invalid": list(invalid)}, h, w, shape)
+        label = LABEL_BACKGROUND + target * (LABEL_FACE - LABEL_BACKGROUND)
+        label[ignore] = LABEL_IGNORE
+        labels[i, 0, :h, :w] = torch.from_numpy(label)
+        for box, bad in zip(boxes, invalid, strict=True):
+            x0, y0, x1, y1 = box_pixels(box, h, w)
+            if not bad and box[2] > 0 and box[3] > 0 and x1 > x0 and y1 > y0:
+                face_boxes.append((x0, y0, x1, y1))
+                face_image.append(i)
+    sizes = torch.tensor([im.shape[:2] for im in image_set.images], dtype=torch.long)
+    return PackedImages(images.to(device), labels.to(device), sizes.to(device),
+                        torch.tensor(face_boxes, dtype=torch.long).reshape(-1, 4).to(device),
+                        torch.tensor(face_image, dtype=torch.long).to(device))
+
+
+def to_grayscale(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luma."""
+    weights = images.new_tensor(_GRAY).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
+
+class CropSampler:
+    """Draws augmented training crops from a :class:`PackedImages`, all on its device.
+
+    Each call returns ``(images, target, ignore)``: float images (B, in_channels, S, S) in [0, 1], float
+    target (B, 1, S, S) in {0, 1} and a bool ignore map (B, 1, S, S) covering ignore regions and everything
+    outside the image. Samples are rescaled by a log-uniform factor in ``scale_range`` (relative to the
+    stored resolution), cropped at a random position overlapping the image, flipped with probability 0.5,
+    and jittered in brightness, contrast and saturation (grayscale with probability ``grayscale_p``).
+    """
+
+    def __init__(self, packed: PackedImages, *, crop_size: int = 256, scale_range: tuple[float, float] = (0.4, 2.5),
+                 flip: bool = True, jitter: float = 0.3, grayscale_p: float = 0.1, in_channels: int = 3,
+                 seed: int = 0):
+        self.packed = packed
+        self.crop_size = crop_size
+        self.scale_range = scale_range
+        self.flip = flip
+        self.jitter = jitter
+        self.grayscale_p = grayscale_p
+        self.in_channels = in_channels
+        self.device = packed.images.device
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        # Half precision halves the gather + resample traffic on GPUs; CPU kernels want float32.
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+
+    def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=self.generator, device=self.device)
+
+    def _thetas(self, index: torch.Tensor) -> torch.Tensor:
+        """Affine matrices (B, 2, 3) mapping normalized crop coordinates to normalized packed coordinates."""
+        b, c = index.shape[0], self.crop_size
+        _, _, height, width = self.packed.images.shape
+        lo, hi = self.scale_range
+        scale = torch.exp(self._uniform(b, math.log(lo), math.log(hi)))
+        size = self.packed.sizes[index].to(scale.dtype) * scale[:, None]  # scaled (h, w)
+        # Crop origin in scaled pixels: anywhere that keeps crop and image overlapping as much as possible.
+        low = torch.minimum(size - c, torch.zeros_like(size))
+        high = torch.maximum(size - c, torch.zeros_like(size))
+        origin = low + (high - low) * torch.rand(b, 2, generator=self.generator, device=self.device)
+        theta = torch.zeros(b, 2, 3, device=self.device)
+        ax = c / (scale * width)
+        if self.flip:
+            ax = torch.where(torch.rand(b, generator=self.generator, device=self.device) < 0.5, -ax, ax)
+        theta[:, 0, 0] = ax
+        theta[:, 0, 2] = (c + 2 * origin[:, 1]) / (scale * width) - 1
+        theta[:, 1, 1] = c / (scale * height)
+        theta[:, 1, 2] = (c + 2 * origin[:, 0]) / (scale * height) - 1
+        return theta
+
+    def _jitter(self, images: torch.Tensor) -> torch.Tensor:
+        b, j = images.shape[0], self.jitter
+        shape = (b, 1, 1, 1)
+        images = images * self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype)
+        gray = to_grayscale(images)
+        mean = gray.mean((2, 3), keepdim=True)
+        images = (images - mean) * self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype) + mean
+        gray = to_grayscale(images)
+        saturation = self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype)
+        saturation = torch.where(self._uniform(b, 0, 1).view(shape) < self.grayscale_p,
+                                 torch.zeros_like(saturation), saturation)
+        return (gray + (images - gray) * saturation).clamp_(0, 1)
+
+    @torch.no_grad()
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(self.packed), (batch_size,), generator=self.generator, device=self.device)
+        theta = self._thetas(index)
+        grid = F.affine_grid(theta, [batch_size, 1, self.crop_size, self.crop_size], align_corners=False)
+        grid = grid.to(self.dtype)
+        images = F.grid_sample(self.packed.images[index].to(self.dtype), grid, mode="bilinear",
+                               padding_mode="zeros", align_corners=False)
+        labels = F.grid_sample(self.packed.labels[index].to(self.dtype), grid, mode="nearest",
+                               padding_mode="zeros", align_corners=False).round_().to(torch.uint8)
+        images = images.float().div_(255).clamp_(0, 1)
+        if self.jitter or self.grayscale_p:
+            images = self._jitter(images)
+        if self.in_channels == 1:
+            images = to_grayscale(images)
+        target = (labels == LABEL_FACE).float()
+        ignore = (labels == LABEL_OUTSIDE) | (labels == LABEL_IGNORE)
+        return images.contiguous(), target, ignore

@@ -1,0 +1,221 @@
+"""WIDER FACE as a ``datasets.Dataset`` (Hub or local official layout) and face masks from its boxes.
+
+Rows follow the schema of the Hub dataset ``CUHK-CSE/wider_face`` (``image`` plus ``faces`` with ``bbox``
+[x, y, w, h], ``blur``, ``expression``, ``illumination``, ``occlusion``, ``pose``, ``invalid``) and carry one
+extra column, ``file_name``: the image path relative to the split's ``images`` folder for local folders
+(``"0--Parade/0_Parade_marchingband_1_465.jpg"``) and the stored image path for Hub data. Image names are
+unique in WIDER FACE, so ``Path(file_name).stem`` is the key to match the official easy/medium/hard lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import datasets
+import numpy as np
+
+DEFAULT_SOURCE = "CUHK-CSE/wider_face"
+PARQUET_REVISION = "refs/convert/parquet"
+# Bump when the cached Arrow layout changes so stale caches are rebuilt.
+_CACHE_VERSION = "1"
+
+FACE_FEATURES = {
+    "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
+    "blur": datasets.ClassLabel(names=["clear", "normal", "heavy"]),
+    "expression": datasets.ClassLabel(names=["typical", "exaggerate"]),
+    "illumination": datasets.ClassLabel(names=["normal", "exaggerate "]),
+    "occlusion": datasets.ClassLabel(names=["no", "partial", "heavy"]),
+    "pose": datasets.ClassLabel(names=["typical", "atypical"]),
+    "invalid": datasets.Value("bool"),
+}
+FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "faces": datasets.Sequence(FACE_FEATURES),
+    "file_name": datasets.Value("string"),
+})
+# Column order of the official annotation file after x1 y1 w h.
+_ANNOTATION_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+_SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val"}
+
+
+class AnnotationError(ValueError):
+    """The WIDER FACE annotation file is malformed (the message names the file and line)."""
+
+
+def default_cache_dir() -> Path:
+    """Root of FaceErase's caches: ``$FACEERASE_CACHE`` or ``~/.cache/faceerase``."""
+    return Path(os.environ.get("FACEERASE_CACHE", Path.home() / ".cache" / "faceerase"))
+
+
+def split_paths(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(images folder, annotation file) of ``split`` ("train", "validation" or "val") in a local folder."""
+    if split not in _SPLIT_DIRS:
+        raise ValueError(f"split must be one of {sorted(_SPLIT_DIRS)} for a local folder, got {split!r}")
+    short = _SPLIT_DIRS[split]
+    root = Path(root)
+    return root / f"WIDER_{short}" / "images", root / "wider_face_split" / f"wider_face_{short}_bbx_gt.txt"
+
+
+def parse_annotations(path: str | Path) -> list[tuple[str, np.ndarray]]:
+    """Parse an official ``wider_face_*_bbx_gt.txt`` into ``[(file_name, int array (F, 10))]``.
+
+    Columns are ``x1 y1 w h blur expression illumination invalid occlusion pose``; an image with no face
+    has count 0 followed by one line of zeros and gets an empty (0, 10) array.
+
+    Raises:
+        AnnotationError: with the 1-based line number of the first malformed line.
+    """
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    records: list[tuple[str, np.ndarray]] = []
+    i = 0
+
+    def fail(line_index: int, what: str) -> AnnotationError:
+        shown = lines[line_index].strip() if line_index < len(lines) else "<end of file>"
+        return AnnotationError(f"{path}:{line_index + 1}: {what}, got {shown!r}")
+
+    def face_row(line_index: int) -> list[int]:
+        if line_index >= len(lines):
+            raise fail(line_index, "expected a face line of 10 integers")
+        try:
+            values = [int(v) for v in lines[line_index].split()]
+        except ValueError:
+            raise fail(line_index, "expected a face line of 10 integers") from None
+        if len(values) != 10:
+            raise fail(line_index, "expected a face line of 10 integers")
+        return values
+
+    while i < len(lines):
+        name = lines[i].strip()
+        if not name:
+            i += 1
+            continue
+        if not name.lower().endswith((".jpg", ".jpeg", ".png")):
+            raise fail(i, "expected an image file name")
+        if i + 1 >= len(lines) or not lines[i + 1].strip().isdigit():
+            raise fail(i + 1, f"expected the face count of {name}")
+        count = int(lines[i + 1])
+        rows = [face_row(i + 2 + k) for k in range(max(count, 1))]
+        records.append((name, np.array(rows[:count], dtype=np.int64).reshape(count, 10)))
+        i += 2 + max(count, 1)
+    return records
+
+
+def _faces_dict(rows: np.ndarray) -> dict[str, list]:
+    faces: dict[str, list] = {"bbox": rows[:, :4].astype(np.float32).tolist()}
+    for column, key in enumerate(_ANNOTATION_ATTRIBUTES, start=4):
+        values = rows[:, column]
+        faces[key] = values.astype(bool).tolist() if key == "invalid" else values.tolist()
+    return faces
+
+
+def _load_local(root: Path, split: str, cache_dir: Path | None) -> datasets.Dataset:
+    images_dir, annotation_file = split_paths(root, split)
+    if not annotation_file.is_file():
+        raise FileNotFoundError(f"annotation file not found: {annotation_file} (expected the official layout)")
+    digest = hashlib.sha256()
+    for part in (_CACHE_VERSION, str(root.resolve()), split):
+        digest.update(part.encode() + b"\0")
+    digest.update(annotation_file.read_bytes())
+    cache = (cache_dir or default_cache_dir()) / "wider_face" / digest.hexdigest()[:24]
+    if (cache / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(cache))
+
+    records = parse_annotations(annotation_file)
+    missing = [name for name, _ in records if not (images_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(records)} images listed in {annotation_file} are missing under "
+            f"{images_dir}; first: {', '.join(missing[:5])}")
+    data = {
+        "image": [str((images_dir / name).resolve()) for name, _ in records],
+        "faces": [_faces_dict(rows) for _, rows in records],
+        "file_name": [name for name, _ in records],
+    }
+    dataset = datasets.Dataset.from_dict(data, features=FEATURES, split=datasets.Split(split))
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()
+    try:
+        dataset.save_to_disk(str(tmp))
+    finally:
+        if not was_disabled:
+            datasets.utils.enable_progress_bars()
+    os.replace(tmp, cache)
+    return datasets.load_from_disk(str(cache))
+
+
+def _hub_file_name(example: dict) -> dict:
+    return {"file_name": example["image"]["path"] or ""}
+
+
+def load_wider_face(source: str | Path = DEFAULT_SOURCE, split: str = "train", *, revision: str | None = None,
+                    cache_dir: str | Path | None = None) -> datasets.Dataset:
+    """Load a WIDER FACE split as a ``datasets.Dataset`` with the Hub schema plus ``file_name``.
+
+    Args:
+        source: a local folder in the official layout (``WIDER_<split>/images``, ``wider_face_split``) or a
+            Hub dataset id. Hub ids load the Parquet conversion (``refs/convert/parquet``) unless ``revision``
+            is given, since their ``main`` branch is a loading script that ``datasets>=4`` refuses.
+        split: ``"train"`` or ``"validation"`` (``"val"`` is accepted for local folders).
+        revision: Hub revision (ignored for local folders).
+        cache_dir: where local folders are cached as Arrow (default :func:`default_cache_dir`); the cache key
+            is the folder, the split and the annotation file's content, so a second load is a memory map.
+
+    Raises:
+        FileNotFoundError: the annotation file or listed images are missing (count and first names).
+        AnnotationError: the annotation file is malformed (with its line number).
+    """
+    path = Path(source)
+    if path.is_dir():
+        return _load_local(path, split, Path(cache_dir) if cache_dir else None)
+    if path.is_absolute() or str(source).startswith((".", "~")) or str(source).count("/") > 1:
+        raise FileNotFoundError(f"WIDER FACE folder not found: {source}")
+    dataset = datasets.load_dataset(str(source), split=split, revision=revision or PARQUET_REVISION,
+                                    cache_dir=str(cache_dir) if cache_dir else None)
+    decoded = dataset.cast_column("image", datasets.Image(decode=False))
+    names = decoded.map(_hub_file_name, remove_columns=decoded.column_names)
+    return dataset.add_column("file_name", names["file_name"])
+
+
+def box_pixels(box, height: int, width: int) -> tuple[int, int, int, int]:
+    """Pixel bounds (x0, y0, x1, y1) covering a float box, at least one pixel, clipped to the image."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    x1, y1 = max(int(np.ceil(x + w)), x0 + 1), max(int(np.ceil(y + h)), y0 + 1)
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def face_masks(faces: dict, height: int, width: int, shape: str = "box") -> tuple[np.ndarray, np.ndarray]:
+    """Rasterize a row's ``faces`` into ``(target uint8 HxW in {0, 1}, ignore bool HxW)``.
+
+    ``shape="box"`` fills each box (the 2018 seed); ``"ellipse"`` fills the ellipse inscribed in it.
+    Faces marked ``invalid`` and zero-size boxes become ignore regions (their whole box, at least one
+    pixel), which the loss skips instead of treating them as background; face pixels are never ignored.
+    Only ``faces["bbox"]`` and, when present, ``faces["invalid"]`` are read.
+    """
+    if shape not in ("box", "ellipse"):
+        raise ValueError(f"shape must be 'box' or 'ellipse', got {shape!r}")
+    target = np.zeros((height, width), np.uint8)
+    ignore = np.zeros((height, width), np.uint8)
+    boxes = faces["bbox"]
+    invalid = faces.get("invalid")
+    if invalid is None:
+        invalid = [False] * len(boxes)
+    for box, bad in zip(boxes, invalid, strict=True):
+        x0, y0, x1, y1 = box_pixels(box, height, width)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if bad or float(box[2]) <= 0 or float(box[3]) <= 0:
+            ignore[y0:y1, x0:x1] = 1
+        elif shape == "box":
+            target[y0:y1, x0:x1] = 1
+        else:
+            x, y, w, h = (float(v) for v in box)
+            center = (round((x + w / 2) * 16), round((y + h / 2) * 16))
+            axes = (max(round(w / 2 * 16), 8), max(round(h / 2 * 16), 8))
+            cv2.ellipse(target, center, axes, 0, 0, 360, 1, thickness=-1, lineType=cv2.LINE_8, shift=4)
+    return target, (ignore.astype(bool) & (target == 0))

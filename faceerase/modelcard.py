@@ -1,0 +1,112 @@
+"""Model card (README.md) for a trained FaceErase checkpoint folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from faceerase.model import REPO_URL
+
+LICENSE_NOTE = (
+    "The weights were trained on WIDER FACE (Yang, Luo, Loy, Tang, CVPR 2016), released under "
+    "CC BY-NC-ND 4.0: **non-commercial use only**. The FaceErase code is Apache-2.0; these weights are not."
+)
+
+_METRIC_NOTES = {
+    "val_iou": "pixel IoU of the thresholded mask (0.5) with the face boxes, ignore regions excluded",
+    "val_dice": "pixel Dice of the same",
+    "val_face_recall": "share of valid faces whose box is at least 50% covered by the mask",
+    "val_face_recall_16px": "the same for faces at least 16 px on their short side",
+}
+
+
+def _format(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, command: str | None = None,
+                     repo_id: str | None = None) -> Path:
+    """Write ``folder/README.md`` describing the model, its measured ``metrics`` and how it was trained.
+
+    Args:
+        folder: a folder written by ``save_pretrained`` (its ``config.json`` is summarised when present).
+        metrics: measured validation metrics (e.g. ``val_iou``, ``val_face_recall``, ``step``).
+        train_config: the training configuration as a JSON-serialisable dict.
+        command: the command line that trained the model.
+        repo_id: the Hub repository the card is for (used in the usage snippet).
+    """
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    model_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    name = repo_id or "path/to/this/folder"
+    rows = "\n".join(
+        f"| `{key}` | {_format(value)} | {_METRIC_NOTES.get(key, '')} |" for key, value in metrics.items())
+    text = f"""---
+license: cc-by-nc-nd-4.0
+library_name: faceerase
+pipeline_tag: image-segmentation
+datasets:
+- CUHK-CSE/wider_face
+tags:
+- face-anonymization
+- face-segmentation
+- unet
+- privacy
+---
+
+# FaceErase U-Net
+
+A fully convolutional U-Net that maps an image to per-pixel face probabilities; FaceErase thresholds them
+into a mask and inpaints, blurs or pixelates every face. Code: {REPO_URL}
+
+## Licence
+
+{LICENSE_NOTE}
+
+## Usage
+
+```python
+from faceerase import FaceEraseUNet
+
+model = FaceEraseUNet.from_pretrained("{name}")
+probabilities = model.predict_proba(images)  # float (B, 3, H, W) in [0, 1] -> (B, H, W)
+```
+
+## Architecture
+
+```json
+{json.dumps(model_config, indent=2, sort_keys=True)}
+```
+
+## Validation metrics (measured)
+
+Measured on the WIDER FACE validation images used during training (face boxes as targets; invalid faces ignored).
+
+| metric | value | meaning |
+|---|---|---|
+{rows}
+
+## Training
+
+Trained on the WIDER FACE training split only, with random rescaling, 256 px crops, flips and colour jitter.
+
+Command:
+
+```
+{command or "(not recorded)"}
+```
+
+Configuration:
+
+```json
+{json.dumps(train_config, indent=2, sort_keys=True, default=str)}
+```
+
+## Limitations
+
+Targets are face bounding boxes (or ellipses), so masks are box-like and may miss tiny, heavily occluded
+or atypically posed faces; check the output before publishing anonymized images.
+"""
+    path = folder / "README.md"
+    path.write_text(text)
+    return path

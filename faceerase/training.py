@@ -1,0 +1,331 @@
+"""Training loop for FaceEraseUNet on WIDER FACE (single process, or DDP under torchrun).
+
+Data comes from a WIDER FACE source (local folder / Hub id) or a pack file and is decoded once, held on
+the device and augmented there in batches (:mod:`faceerase.augment`). Under ``torchrun`` (``WORLD_SIZE`` >
+1) every rank draws its own batches with a rank-seeded generator; gradients are averaged by DDP and only
+rank 0 validates and writes. Outputs in ``out_dir``: ``metrics.jsonl``, ``ckpt.pt`` (model, optimizer,
+step) and ``best/`` (``save_pretrained`` folder + model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from huggingface_hub import HfApi, get_token
+from tqdm.auto import tqdm
+
+from faceerase.augment import LABEL_BACKGROUND, LABEL_FACE, CropSampler, PackedImages, pack_images, to_grayscale
+from faceerase.model import FaceEraseUNet
+from faceerase.modelcard import write_model_card
+from faceerase.pack import load_image_set
+
+LOSSES = ("bce_dice", "seed")
+BEST_METRICS = ("val_iou", "val_dice", "val_face_recall", "val_face_recall_16px")
+SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adamw", "adam")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-serialisable; recorded in the checkpoint and card).
+
+    Stopping: ``steps``, else ``epochs`` (one epoch = as many crops as training images, over all ranks),
+    else 2,000 steps; ``time_budget`` (seconds) stops earlier and, with no step count, drives the schedule.
+    The 2018 seed recipe is ``optimizer="adam", lr=1e-3, schedule="constant", loss="seed"``.
+    """
+
+    data: str = "../shared/widerface"
+    train_split: str = "train"
+    val_split: str | None = "validation"
+    val_limit: int | None = None
+    image_size: int = 512
+    preset: str = "fast"
+    model_overrides: dict = field(default_factory=dict)
+    mask_shape: str = "box"
+    crop_size: int = 256
+    scale_range: tuple[float, float] = (0.4, 2.5)
+    steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None
+    batch_size: int = 16
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    loss: str = "bce_dice"
+    grad_clip: float = 1.0
+    eval_interval: int = 500
+    eval_batch_size: int = 8
+    best_metric: str = "val_iou"
+    log_interval: int = 10
+    device: str = "auto"
+    bf16: bool = True
+    compile: bool = False
+    workers: int = 4
+    seed: int = 0
+    out_dir: str = "runs/default"
+    resume: bool = False
+    push_to_hub: str | None = None
+    command: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, value, allowed in (("loss", self.loss, LOSSES), ("schedule", self.schedule, SCHEDULES),
+                                     ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("best_metric", self.best_metric, BEST_METRICS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.scale_range = tuple(self.scale_range)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor,
+                      kind: str = "bce_dice") -> torch.Tensor:
+    """Masked loss: BCE + (1 - Dice) (``bce_dice``) or BCE + 0.1 (1 - soft IoU) (``seed``), ignore excluded."""
+    logits = logits.float()
+    valid = (~ignore).float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=valid, reduction="sum")
+    bce = bce / valid.sum().clamp_min(1)
+    prob = torch.sigmoid(logits) * valid
+    target = target * valid
+    inter, total = (prob * target).sum(), prob.sum() + target.sum()
+    if kind == "seed":
+        return bce + 0.1 * (1 - inter / (total - inter + 1e-6))
+    return bce + (1 - (2 * inter + 1) / (total + 1))
+
+
+@torch.no_grad()
+def validate(model: FaceEraseUNet, packed: PackedImages, *, batch_size: int = 8, autocast=nullcontext) -> dict:
+    """Pixel IoU/Dice and face recall of the mask at probability 0.5 on full (padded) validation images."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=packed.images.device)  # inter, union, pred, target
+    covered = torch.zeros(len(packed.face_image), dtype=torch.bool, device=packed.images.device)
+    for start in range(0, len(packed), batch_size):
+        images = packed.images[start:start + batch_size].float() / 255
+        if model.in_channels == 1:
+            images = to_grayscale(images)
+        with autocast():
+            pred = model(images).float() > 0
+        labels = packed.labels[start:start + batch_size]
+        valid = (labels == LABEL_BACKGROUND) | (labels == LABEL_FACE)
+        target = labels == LABEL_FACE
+        pred &= valid
+        sums += torch.stack([(pred & target).sum(), (pred | target).sum(), pred.sum(), target.sum()]).double()
+        # Face coverage from an integral image of the mask.
+        integral = F.pad(pred[:, 0].int().cumsum(1).cumsum(2), (1, 0, 1, 0))
+        in_batch = (packed.face_image >= start) & (packed.face_image < start + len(images))
+        b = packed.face_image[in_batch] - start
+        x0, y0, x1, y1 = packed.face_boxes[in_batch].unbind(1)
+        area = integral[b, y1, x1] - integral[b, y0, x1] - integral[b, y1, x0] + integral[b, y0, x0]
+        covered[in_batch] = area >= 0.5 * (x1 - x0) * (y1 - y0)
+    model.train(was_training)
+    inter, union, pred_sum, target_sum = sums.tolist()
+    boxes = packed.face_boxes
+    large = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 16
+    return {
+        "val_iou": inter / max(union, 1),
+        "val_dice": 2 * inter / max(pred_sum + target_sum, 1),
+        "val_face_recall": covered.float().mean().item() if len(covered) else 0.0,
+        "val_face_recall_16px": covered[large].float().mean().item() if large.any() else 0.0,
+        "val_images": len(packed),
+        "val_faces": len(covered),
+    }
+
+
+def _learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    scale = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.schedule == "cosine":
+        floor = config.min_lr_ratio
+        scale *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.lr * scale
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def _hub_token() -> str:
+    token = os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise RuntimeError("push_to_hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                           "(checked before training so no run is wasted)")
+    return token
+
+
+def build_model(config: TrainConfig) -> FaceEraseUNet:
+    """The untrained model of ``config`` (its preset with ``model_overrides``)."""
+    return FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train a FaceEraseUNet as configured; returns the run summary (also the last ``metrics.jsonl`` line).
+
+    Raises:
+        RuntimeError: ``push_to_hub`` is set but no Hugging Face token is available (before any work).
+    """
+    token = _hub_token() if config.push_to_hub else None
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(config.device, local_rank)
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    try:
+        return _train(config, device, rank, world, master, token)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, device: torch.device, rank: int, world: int, master: bool,
+           token: str | None) -> dict:
+    out_dir = Path(config.out_dir)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    divisor = model.size_divisor
+
+    train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
+                               workers=config.workers)
+    sampler_data = pack_images(train_set, shape=config.mask_shape, device=device)
+    val_data = None
+    if master and config.val_split:
+        val_set = load_image_set(config.data, config.val_split, long_side=config.image_size,
+                                 workers=config.workers)
+        if config.val_limit:
+            for name in ("images", "boxes", "invalid", "file_names"):
+                setattr(val_set, name, getattr(val_set, name)[:config.val_limit])
+        val_data = pack_images(val_set, shape=config.mask_shape, multiple=divisor, device=device)
+
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, elapsed_before, best = 0, 0.0, None
+    ckpt_path = out_dir / "ckpt.pt"
+    if config.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, elapsed_before, best = ckpt["step"], ckpt["elapsed"], ckpt["best"]
+
+    if config.steps:
+        max_steps = config.steps
+    elif config.epochs:
+        max_steps = math.ceil(config.epochs * len(train_set) / (config.batch_size * world))
+    else:
+        max_steps = None if config.time_budget else 2000
+    sampler = CropSampler(sampler_data, crop_size=config.crop_size, scale_range=config.scale_range,
+                          in_channels=model.in_channels, seed=config.seed + 1000 * rank + 7919 * step)
+    raw_model = model
+    if config.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_bf16 = config.bf16 and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    config_dict = asdict(config)
+    if master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"training {len(train_set)} images ({train_set.num_faces} faces) on {device} x{world}; "
+              f"model {config.preset} {config.model_overrides or ''} "
+              f"({sum(p.numel() for p in raw_model.parameters()):,} parameters)")
+
+    def save_checkpoint() -> None:
+        torch.save({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "elapsed": elapsed, "best": best, "config": config_dict}, ckpt_path)
+
+    def evaluate_and_save(train_loss: float | None) -> dict:
+        nonlocal best
+        record = {"step": step, "elapsed_s": round(elapsed, 2), "lr": lr, "train_loss": train_loss,
+                  "crops_per_s": round(crops / max(time.time() - window_start, 1e-9), 1)}
+        if val_data is not None:
+            record.update(validate(raw_model, val_data, batch_size=config.eval_batch_size, autocast=autocast))
+        with open(out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        score = record.get(config.best_metric)
+        if val_data is None or best is None or score > best["score"]:
+            best = {"score": score, "metrics": record}
+            best_dir = out_dir / "best"
+            raw_model.save_pretrained(best_dir)
+            write_model_card(best_dir, record, config_dict, command=config.command, repo_id=config.push_to_hub)
+        save_checkpoint()
+        return record
+
+    start = time.time()
+    elapsed, lr, crops, window_start = elapsed_before, config.lr, 0, time.time()
+    loss_sum, loss_count = torch.zeros((), device=device), 0
+    record: dict = {}
+    bar = tqdm(total=max_steps, initial=step, disable=not (master and config.progress), desc="train",
+               dynamic_ncols=True)
+    model.train()
+    while max_steps is None or step < max_steps:
+        clock = torch.tensor([elapsed_before + time.time() - start], dtype=torch.float64, device=device)
+        if world > 1:
+            dist.broadcast(clock, 0)  # one clock for all ranks: same schedule, same stop
+        elapsed = clock.item()
+        if config.time_budget and elapsed >= config.time_budget:
+            break
+        progress = max(step / max_steps if max_steps else 0.0,
+                       elapsed / config.time_budget if config.time_budget else 0.0)
+        lr = _learning_rate(config, step, progress)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, target, ignore = sampler(config.batch_size)
+        with autocast():
+            logits = model(images)
+        loss = segmentation_loss(logits, target, ignore, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        crops += config.batch_size * world
+        loss_sum += loss.detach()
+        loss_count += 1
+        bar.update(1)
+        if master and step % config.log_interval == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{lr:.2e}")
+        if master and step % config.eval_interval == 0:
+            record = evaluate_and_save(loss_sum.item() / loss_count)
+            loss_sum.zero_()
+            loss_count, crops, window_start = 0, 0, time.time()
+    bar.close()
+    elapsed = elapsed_before + time.time() - start
+    if master and (not record or record["step"] != step):
+        record = evaluate_and_save(loss_sum.item() / loss_count if loss_count else None)
+    if world > 1:
+        dist.barrier()
+    if not master:
+        return {"step": step}
+    summary = {**record, "best": best["metrics"] if best else None, "out_dir": str(out_dir),
+               "model_dir": str(out_dir / "best")}
+    if config.push_to_hub:
+        api = HfApi(token=token)
+        api.create_repo(config.push_to_hub, exist_ok=True)
+        api.upload_folder(repo_id=config.push_to_hub, folder_path=out_dir / "best",
+                          commit_message=f"FaceErase U-Net, step {best['metrics']['step']}")
+        summary["hub_repo"] = config.push_to_hub
+    return summary

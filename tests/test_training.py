@@ -1,0 +1,127 @@
+"""Training loop: real steps on a tiny fixture, checkpoint/resume, saved Hub folder + card, DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from test_data import make_wider_fixture
+
+import train as train_cli
+from faceerase import training
+from faceerase.model import FaceEraseUNet
+from faceerase.training import TrainConfig, segmentation_loss, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(preset="live", model_overrides={"base_channels": 4, "depth": 2}, image_size=128, crop_size=64,
+            batch_size=8, device="cpu", workers=1, progress=False, eval_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    cache = root / "cache"
+    old = os.environ.get("FACEERASE_CACHE")
+    os.environ["FACEERASE_CACHE"] = str(cache)
+    yield make_wider_fixture(root / "wider"), root
+    if old is None:
+        os.environ.pop("FACEERASE_CACHE")
+    else:
+        os.environ["FACEERASE_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def run(env):
+    wider, root = env
+    config = TrainConfig(data=str(wider), out_dir=str(root / "run"), steps=30, eval_interval=10, lr=1e-2,
+                         warmup_steps=0, schedule="constant", command="python train.py --tiny", **TINY)
+    return config, train(config)
+
+
+def _metrics(out_dir: str) -> list[dict]:
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_excludes_ignored_pixels():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.7).float()
+    ignore = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    ignore[..., :3] = True
+    target[ignore] = 0
+    changed = logits.clone()
+    changed[ignore] = 50.0
+    for kind in ("bce_dice", "seed"):
+        assert torch.allclose(segmentation_loss(logits, target, ignore, kind),
+                              segmentation_loss(changed, target, ignore, kind))
+
+
+def test_training_steps_lower_the_loss_and_log_validation(run):
+    config, summary = run
+    records = _metrics(config.out_dir)
+    assert [r["step"] for r in records] == [10, 20, 30] and summary["step"] == 30
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    for key in ("val_iou", "val_dice", "val_face_recall", "val_face_recall_16px"):
+        assert 0 <= records[-1][key] <= 1
+    assert records[-1]["val_images"] == 2 and records[-1]["val_faces"] == 2
+
+
+def test_best_model_folder_loads_and_has_a_card(run):
+    config, summary = run
+    best = Path(summary["model_dir"])
+    model = FaceEraseUNet.from_pretrained(best)
+    assert model.depth == 2 and model.stem_stride == 4
+    assert model.predict_proba(torch.rand(1, 3, 40, 52)).shape == (1, 40, 52)
+    card = (best / "README.md").read_text()
+    assert "CC BY-NC-ND 4.0" in card and "non-commercial" in card and "license: cc-by-nc-nd-4.0" in card
+    assert "python train.py --tiny" in card
+    assert f"{summary['best']['val_iou']:.4f}" in card
+
+
+def test_resume_continues_the_step_count(run, tmp_path):
+    config, _ = run
+    out = tmp_path / "resumed"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes((Path(config.out_dir) / "ckpt.pt").read_bytes())
+    summary = train(replace(config, out_dir=str(out), steps=40, resume=True))
+    assert summary["step"] == 40 and [r["step"] for r in _metrics(str(out))] == [40]
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 40
+
+
+def test_push_to_hub_without_token_fails_before_training(env, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(training, "get_token", lambda: None)
+    config = TrainConfig(data=str(tmp_path / "absent"), out_dir=str(tmp_path / "out"), steps=1,
+                         push_to_hub="someone/faceerase-test", **TINY)
+    with pytest.raises(RuntimeError, match="HF_TOKEN"):
+        train(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_builds_the_config():
+    config = train_cli.parse_args(["--data", "packs/x.npz", "--preset", "fast", "--base-channels", "8",
+                                   "--time-budget", "600", "--val-split", "none", "--out", "runs/x"])
+    assert config.data == "packs/x.npz" and config.model_overrides == {"base_channels": 8}
+    assert config.time_budget == 600 and config.val_split is None and config.out_dir == "runs/x"
+    assert config.command.startswith("python train.py --data packs/x.npz")
+
+
+def test_two_process_ddp_on_cpu(env, tmp_path):
+    wider, root = env
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO / "train.py"), "--data", str(wider), "--preset", "live", "--base-channels", "4",
+               "--depth", "2", "--image-size", "128", "--crop-size", "64", "--batch-size", "4", "--steps", "4",
+               "--eval-interval", "2", "--device", "cpu", "--workers", "1", "--no-progress", "--out", str(out)]
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=tmp_path, env=env_vars, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = _metrics(str(out))
+    assert [r["step"] for r in records] == [2, 4]  # written once, by rank 0
+    assert records[-1]["crops_per_s"] > 0
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 4
