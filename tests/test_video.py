@@ -1,0 +1,74 @@
+"""Video anonymization: temporal smoothing, frame-exact output, atomic writes, bad videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceerase.pipeline import FaceEraser
+from faceerase.video import TemporalMax, VideoError, anonymize_video, output_suffix, probe_video
+from fixtures_app import make_low_model, write_video
+
+
+@pytest.fixture(scope="module")
+def eraser() -> FaceEraser:
+    return FaceEraser(make_low_model(), input_size=64, threshold="seed", method="solid")
+
+
+def test_temporal_max_covers_a_single_missed_frame():
+    face = np.zeros((4, 4), np.float32)
+    face[1:3, 1:3] = 0.9
+    missed = np.zeros_like(face)
+    smoother = TemporalMax(window=3)
+    outputs = [smoother(p) for p in (face, face, missed, face, missed, missed, missed)]
+    threshold = 0.5
+    assert all((out > threshold).sum() == 4 for out in outputs[:6])  # the dropped frame stays masked
+    assert (outputs[6] > threshold).sum() == 0  # ...but the face does not linger past the window
+
+
+def test_temporal_max_window_one_is_identity_and_resets_on_new_size():
+    smoother = TemporalMax(window=1)
+    a, b = np.full((2, 2), 0.8, np.float32), np.full((2, 2), 0.1, np.float32)
+    smoother(a)
+    assert np.array_equal(smoother(b), b)
+    smoother = TemporalMax(window=4)
+    smoother(a)
+    assert np.array_equal(smoother(np.zeros((3, 3), np.float32)), np.zeros((3, 3)))
+    with pytest.raises(ValueError):
+        TemporalMax(window=0)
+
+
+def test_video_keeps_frame_count_fps_and_size(eraser, tmp_path):
+    source, output = tmp_path / "clip.mp4", tmp_path / "out" / "clip.mp4"
+    write_video(source, frames=10, size=(96, 64), fps=12.0)
+    output.parent.mkdir()
+    summary = anonymize_video(eraser, source, output, temporal_window=3, batch_size=4)
+    assert summary.frames == 10 and len(summary.regions) == 10
+    info = probe_video(output)
+    assert (info.width, info.height, info.fps) == (96, 64, pytest.approx(12.0))
+    capture = cv2.VideoCapture(str(output))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 10
+    assert sorted(p.name for p in output.parent.iterdir()) == ["clip.mp4"]  # no temporary file left
+
+
+def test_audio_is_reported_as_dropped_without_ffmpeg(eraser, tmp_path, monkeypatch):
+    monkeypatch.setattr("faceerase.video.shutil.which", lambda name: None)
+    source = tmp_path / "clip.avi"
+    write_video(source, frames=3)
+    assert output_suffix(source) == ".avi" and output_suffix(Path("x.webm")) == ".mp4"
+    summary = anonymize_video(eraser, source, tmp_path / "out.avi")
+    assert summary.audio == "dropped (ffmpeg not found on PATH)"
+
+
+def test_corrupt_video_raises_and_leaves_nothing(eraser, tmp_path):
+    source = tmp_path / "broken.mp4"
+    source.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(VideoError):
+        anonymize_video(eraser, source, tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
