@@ -11,10 +11,11 @@ import argparse
 import hashlib
 import os
 import sys
+import threading
 import time
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import cv2
 import gradio as gr
@@ -35,6 +36,7 @@ INPUT_SIZES = [("256 px", 256), ("384 px", 384), ("512 px", 512), ("768 px", 768
                ("original", 0)]
 WEBCAM_INPUT_SIZE = 256
 WEBCAM_TEMPORAL_WINDOW = 3
+CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, shared by all sessions
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -77,41 +79,77 @@ def histogram(prob: np.ndarray, threshold: float, width: int = 480, height: int 
     """Log-scaled histogram of probabilities (100 bins over [0, 1]) with the threshold as a red line."""
     counts, _ = np.histogram(prob, bins=100, range=(0.0, 1.0))
     canvas = np.full((height, width, 3), 255, np.uint8)
-    left, bottom, plot_w, plot_h = 10, height - 24, width - 20, height - 44
+    left, top, bottom = 10, 40, height - 24
+    plot_w = width - 2 * left
+    text = dict(fontFace=cv2.FONT_HERSHEY_SIMPLEX, fontScale=0.45, thickness=1, lineType=cv2.LINE_AA)
+    cv2.putText(canvas, "face probability histogram (log counts)", (left, 16), color=(0, 0, 0), **text)
     bars = np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)
     for i, value in enumerate(bars):
         x0, x1 = left + i * plot_w // 100, left + (i + 1) * plot_w // 100 - 1
-        cv2.rectangle(canvas, (x0, bottom - int(value * plot_h)), (x1, bottom), (70, 110, 200), -1)
+        cv2.rectangle(canvas, (x0, bottom - int(value * (bottom - top))), (x1, bottom), (70, 110, 200), -1)
     cv2.line(canvas, (left, bottom), (left + plot_w, bottom), (0, 0, 0), 1)
     for label, x in (("0", left), ("0.5", left + plot_w // 2 - 10), ("1", left + plot_w - 8)):
-        cv2.putText(canvas, label, (x, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, label, (x, height - 6), color=(0, 0, 0), **text)
     tx = left + int(np.clip(threshold, 0, 1) * plot_w)
-    cv2.line(canvas, (tx, 16), (tx, bottom), (220, 30, 30), 2)
-    cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 130), 14), cv2.FONT_HERSHEY_SIMPLEX,
-                0.45, (220, 30, 30), 1, cv2.LINE_AA)
+    cv2.line(canvas, (tx, top - 8), (tx, bottom), (220, 30, 30), 2)
+    cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 130), top - 8), color=(220, 30, 30),
+                **text)
     return canvas
 
 
 # --------------------------------------------------------------------------- handlers
 
+class ProbabilityCache:
+    """Probability maps by (image pixels, input size), least recently used dropped beyond a byte budget.
+
+    Shared by all sessions so that memory stays bounded however many users there are.
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(image: np.ndarray, input_size: int) -> str:
+        return f"{hashlib.sha1(image.tobytes()).hexdigest()}-{image.shape}-{input_size}"
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+            return self._maps.get(key)
+
+    def put(self, key: str, prob: np.ndarray) -> None:
+        with self._lock:
+            self._maps[key] = prob
+            while sum(p.nbytes for p in self._maps.values()) > self.max_bytes and len(self._maps) > 1:
+                self._maps.popitem(last=False)
+
+
+CACHE = ProbabilityCache()
+
+
 def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
-                input_size: int, cache: dict | None) -> tuple:
-    """Image tab: network pass (skipped when the image and input size are cached), then post-processing."""
+                input_size: int) -> tuple:
+    """Image tab: network pass (skipped when this image was seen at this input size), then post-processing."""
     if not upload:
-        return None, None, None, None, None, "", None
+        return None, None, None, None, None, ""
     try:
         image = load_image(upload["path"])
     except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
         message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
         raise gr.Error(f"Cannot read this file: {message}") from None
     size = int(input_size)
-    key = f"{hashlib.sha1(image.tobytes()).hexdigest()}-{image.shape}-{size}"
-    if cache and cache.get("key") == key:
-        prob, network = cache["prob"], "network skipped (cached probabilities)"
+    key = CACHE.key(image, size)
+    prob = CACHE.get(key)
+    if prob is not None:
+        network = "network skipped (cached probabilities)"
     else:
         start = time.perf_counter()
         prob = eraser(size).predict([image])[0]
         network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
+        CACHE.put(key, prob)
     result = eraser(size).postprocess(image, prob, threshold=mode, threshold_value=float(fixed), method=method,
                                       dilation=int(dilation), mask_shape=shape)
     annotations = [(result.mask.astype(np.float32), "face mask")] if result.mask.any() else []
@@ -119,7 +157,7 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
     summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
                f"threshold {result.threshold:.3f} ({mode}) · {network}")
     return (heat_map(prob), histogram(prob, result.threshold), round(float(result.threshold), 4),
-            (image, annotations), result.anonymized, summary, {"key": key, "prob": prob})
+            (image, annotations), result.anonymized, summary)
 
 
 def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
@@ -156,8 +194,12 @@ def build_demo() -> gr.Blocks:
             gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
         with gr.Tab("Image"):
             with gr.Row():
-                source = gr.Image(label="Input (upload, paste or drop)", type="filepath",
-                                  sources=["upload", "clipboard"], image_mode=None, elem_id="input-image")
+                with gr.Column(min_width=160):
+                    source = gr.Image(label="Input (upload, paste or drop)", type="filepath",
+                                      sources=["upload", "clipboard"], image_mode=None, elem_id="input-image")
+                    examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+                    if examples:
+                        gr.Examples([[str(p)] for p in examples], inputs=[source], label="Examples")
                 heat = gr.Image(label="Face probability", interactive=False, format="png")
                 overlay = gr.AnnotatedImage(label="Mask", color_map={"face mask": "#ff2d55"})
                 result = gr.Image(label="Anonymized", interactive=False, format="png",
@@ -165,7 +207,8 @@ def build_demo() -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=2):
                     summary = gr.Markdown(elem_id="summary")
-                    hist = gr.Image(label="Histogram of probabilities", interactive=False, format="png")
+                    hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False,
+                                    format="png")
                     threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
                 with gr.Column(scale=3):
                     mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
@@ -177,15 +220,11 @@ def build_demo() -> gr.Blocks:
                     shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
                     size = gr.Dropdown(INPUT_SIZES, value=DEFAULT_INPUT_SIZE, label="Model input size",
                                        info="long side seen by the network; changing it re-runs the network")
-            examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
-            if examples:
-                gr.Examples([[str(p)] for p in examples], inputs=[source], label="Examples")
-            cache = gr.State()
             mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
             gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
                    size.change], erase_image,
-                  inputs=[source, mode, fixed, method, dilation, shape, size, cache],
-                  outputs=[heat, hist, threshold_used, overlay, result, summary, cache],
+                  inputs=[source, mode, fixed, method, dilation, shape, size],
+                  outputs=[heat, hist, threshold_used, overlay, result, summary],
                   api_name="erase", preprocess=False, trigger_mode="always_last", show_progress="minimal")
         with gr.Tab("Webcam"):
             gr.Markdown(f"Live anonymization of your camera at {WEBCAM_INPUT_SIZE} px network input, with a "

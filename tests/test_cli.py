@@ -28,12 +28,15 @@ def run(low_model_dir, capsys):  # noqa: F811
 
 
 def exif_jpeg(path: Path, orientation: int = 6) -> None:
-    """A 40x24 JPEG (displayed 24x40 with orientation 6) with camera EXIF and a GPS position."""
+    """A 40x24 JPEG (displayed 24x40 with orientation 6) with camera EXIF, a GPS position and XMP."""
     exif = Image.Exif()
     exif[0x010F] = "FaceCam"  # Make
     exif[0x0112] = orientation
     exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)})
-    Image.new("RGB", (40, 24), (200, 120, 90)).save(path, exif=exif.tobytes())
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    Image.new("RGB", (40, 24), (200, 120, 90)).save(path, exif=exif.tobytes(), xmp=xmp)
+    with Image.open(path) as image:
+        assert "xmp" in image.info and image.getexif().get_ifd(GPS_IFD)
 
 
 def files(folder: Path) -> list[str]:
@@ -104,7 +107,7 @@ def test_keep_metadata_keeps_exif_but_not_orientation(run, tmp_path):
         exif = image.getexif()
         assert image.size == (24, 40)
         assert exif[0x010F] == "FaceCam" and 0x0112 not in exif
-        assert exif.get_ifd(GPS_IFD)[1] == "N"
+        assert exif.get_ifd(GPS_IFD)[1] == "N" and "xmp" not in image.info
 
 
 def test_writes_are_atomic(run, tmp_path, monkeypatch):
