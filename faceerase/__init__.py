@@ -21,3 +21,21 @@ __all__ = [
     "load_model",
 ]
 __version__ = "0.1.0"
+
+# Training and dataset API, imported on first use so that `import faceerase` does not load `datasets`.
+_LAZY = {
+    "load_wider_face": "faceerase.data",
+    "face_masks": "faceerase.data",
+    "TrainConfig": "faceerase.training",
+    "train": "faceerase.training",
+    "write_model_card": "faceerase.modelcard",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'faceerase' has no attribute {name!r}")

@@ -98,8 +98,6 @@ class CropSampler:
         self.in_channels = in_channels
         self.device = packed.images.device
         self.generator = torch.Generator(self.device).manual_seed(seed)
-        # Half precision halves the gather + resample traffic on GPUs; CPU kernels want float32.
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
 
     def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=self.generator, device=self.device)
@@ -126,29 +124,31 @@ class CropSampler:
         return theta
 
     def _jitter(self, images: torch.Tensor) -> torch.Tensor:
+        """Brightness, contrast and saturation (or grayscale) as one per-sample 3x3 colour matrix + offset."""
         b, j = images.shape[0], self.jitter
-        shape = (b, 1, 1, 1)
-        images = images * self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype)
-        gray = to_grayscale(images)
-        mean = gray.mean((2, 3), keepdim=True)
-        images = (images - mean) * self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype) + mean
-        gray = to_grayscale(images)
-        saturation = self._uniform(b, 1 - j, 1 + j).view(shape).to(images.dtype)
-        saturation = torch.where(self._uniform(b, 0, 1).view(shape) < self.grayscale_p,
-                                 torch.zeros_like(saturation), saturation)
-        return (gray + (images - gray) * saturation).clamp_(0, 1)
+        brightness, contrast = self._uniform(b, 1 - j, 1 + j), self._uniform(b, 1 - j, 1 + j)
+        saturation = self._uniform(b, 1 - j, 1 + j)
+        saturation = torch.where(self._uniform(b, 0, 1) < self.grayscale_p, 0.0, saturation)
+        weights = images.new_tensor(_GRAY)
+        # saturation: s x + (1 - s) gray(x); brightness b and contrast c around the mean gray m: c b x + (1 - c) b m
+        matrix = saturation[:, None, None] * torch.eye(3, device=images.device) + (
+            1 - saturation)[:, None, None] * weights.expand(3, 3)
+        matrix = matrix * (contrast * brightness)[:, None, None]
+        mean_gray = images.mean((2, 3)) @ weights
+        offset = (1 - contrast) * brightness * mean_gray
+        out = torch.einsum("bij,bjn->bin", matrix, images.flatten(2)).view_as(images) + offset[:, None, None, None]
+        return out.clamp_(0, 1)
 
     @torch.no_grad()
     def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.randint(len(self.packed), (batch_size,), generator=self.generator, device=self.device)
         theta = self._thetas(index)
         grid = F.affine_grid(theta, [batch_size, 1, self.crop_size, self.crop_size], align_corners=False)
-        grid = grid.to(self.dtype)
-        images = F.grid_sample(self.packed.images[index].to(self.dtype), grid, mode="bilinear",
+        images = F.grid_sample(self.packed.images[index].float(), grid, mode="bilinear",
                                padding_mode="zeros", align_corners=False)
-        labels = F.grid_sample(self.packed.labels[index].to(self.dtype), grid, mode="nearest",
+        labels = F.grid_sample(self.packed.labels[index].float(), grid, mode="nearest",
                                padding_mode="zeros", align_corners=False).round_().to(torch.uint8)
-        images = images.float().div_(255).clamp_(0, 1)
+        images = images.div_(255).clamp_(0, 1)
         if self.jitter or self.grayscale_p:
             images = self._jitter(images)
         if self.in_channels == 1:

@@ -5,6 +5,7 @@ Rows follow the schema of the Hub dataset ``CUHK-CSE/wider_face`` (``image`` plu
 extra column, ``file_name``: the image path relative to the split's ``images`` folder for local folders
 (``"0--Parade/0_Parade_marchingband_1_465.jpg"``) and the stored image path for Hub data. Image names are
 unique in WIDER FACE, so ``Path(file_name).stem`` is the key to match the official easy/medium/hard lists.
+``datasets`` is imported only by the loading functions: :func:`face_masks` works without it.
 """
 
 from __future__ import annotations
@@ -12,33 +13,38 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import datasets
 import numpy as np
+
+if TYPE_CHECKING:
+    import datasets
 
 DEFAULT_SOURCE = "CUHK-CSE/wider_face"
 PARQUET_REVISION = "refs/convert/parquet"
 # Bump when the cached Arrow layout changes so stale caches are rebuilt.
 _CACHE_VERSION = "1"
-
-FACE_FEATURES = {
-    "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
-    "blur": datasets.ClassLabel(names=["clear", "normal", "heavy"]),
-    "expression": datasets.ClassLabel(names=["typical", "exaggerate"]),
-    "illumination": datasets.ClassLabel(names=["normal", "exaggerate "]),
-    "occlusion": datasets.ClassLabel(names=["no", "partial", "heavy"]),
-    "pose": datasets.ClassLabel(names=["typical", "atypical"]),
-    "invalid": datasets.Value("bool"),
-}
-FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "faces": datasets.Sequence(FACE_FEATURES),
-    "file_name": datasets.Value("string"),
-})
 # Column order of the official annotation file after x1 y1 w h.
 _ANNOTATION_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 _SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val"}
+
+
+def wider_face_features() -> datasets.Features:
+    """Features of :func:`load_wider_face`: those of the Hub dataset ``CUHK-CSE/wider_face`` plus ``file_name``."""
+    import datasets
+
+    faces = {
+        "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
+        "blur": datasets.ClassLabel(names=["clear", "normal", "heavy"]),
+        "expression": datasets.ClassLabel(names=["typical", "exaggerate"]),
+        "illumination": datasets.ClassLabel(names=["normal", "exaggerate "]),
+        "occlusion": datasets.ClassLabel(names=["no", "partial", "heavy"]),
+        "pose": datasets.ClassLabel(names=["typical", "atypical"]),
+        "invalid": datasets.Value("bool"),
+    }
+    return datasets.Features({"image": datasets.Image(), "faces": datasets.Sequence(faces),
+                              "file_name": datasets.Value("string")})
 
 
 class AnnotationError(ValueError):
@@ -113,6 +119,8 @@ def _faces_dict(rows: np.ndarray) -> dict[str, list]:
 
 
 def _load_local(root: Path, split: str, cache_dir: Path | None) -> datasets.Dataset:
+    import datasets
+
     images_dir, annotation_file = split_paths(root, split)
     if not annotation_file.is_file():
         raise FileNotFoundError(f"annotation file not found: {annotation_file} (expected the official layout)")
@@ -135,7 +143,7 @@ def _load_local(root: Path, split: str, cache_dir: Path | None) -> datasets.Data
         "faces": [_faces_dict(rows) for _, rows in records],
         "file_name": [name for name, _ in records],
     }
-    dataset = datasets.Dataset.from_dict(data, features=FEATURES, split=datasets.Split(split))
+    dataset = datasets.Dataset.from_dict(data, features=wider_face_features(), split=datasets.Split(split))
     tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
     was_disabled = datasets.utils.are_progress_bars_disabled()
     datasets.utils.disable_progress_bars()
@@ -169,6 +177,8 @@ def load_wider_face(source: str | Path = DEFAULT_SOURCE, split: str = "train", *
         FileNotFoundError: the annotation file or listed images are missing (count and first names).
         AnnotationError: the annotation file is malformed (with its line number).
     """
+    import datasets
+
     path = Path(source)
     if path.is_dir():
         return _load_local(path, split, Path(cache_dir) if cache_dir else None)

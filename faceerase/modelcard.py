@@ -21,7 +21,7 @@ _METRIC_NOTES = {
 
 
 def _format(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, command: str | None = None,
@@ -39,8 +39,11 @@ def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, c
     config_path = folder / "config.json"
     model_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     name = repo_id or "path/to/this/folder"
-    rows = "\n".join(
-        f"| `{key}` | {_format(value)} | {_METRIC_NOTES.get(key, '')} |" for key, value in metrics.items())
+    rows = "\n".join(f"| `{key}` | {_format(value)} | {_METRIC_NOTES.get(key, '')} |"
+                     for key, value in metrics.items() if key.startswith("val_"))
+    state = ", ".join(f"{key} {_format(metrics[key])}" for key in ("step", "train_loss", "elapsed_s")
+                      if metrics.get(key) is not None)
+    resolution = train_config.get("image_size")
     text = f"""---
 license: cc-by-nc-nd-4.0
 library_name: faceerase
@@ -80,7 +83,8 @@ probabilities = model.predict_proba(images)  # float (B, 3, H, W) in [0, 1] -> (
 
 ## Validation metrics (measured)
 
-Measured on the WIDER FACE validation images used during training (face boxes as targets; invalid faces ignored).
+Measured during training on WIDER FACE validation images resized to a long side of {resolution} px (face boxes
+as targets, invalid faces ignored); checkpoint state: {state or "n/a"}.
 
 | metric | value | meaning |
 |---|---|---|

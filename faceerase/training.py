@@ -281,10 +281,11 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
                dynamic_ncols=True)
     model.train()
     while max_steps is None or step < max_steps:
-        clock = torch.tensor([elapsed_before + time.time() - start], dtype=torch.float64, device=device)
-        if world > 1:
-            dist.broadcast(clock, 0)  # one clock for all ranks: same schedule, same stop
-        elapsed = clock.item()
+        elapsed = elapsed_before + time.time() - start
+        if world > 1:  # one clock for all ranks: same schedule, same stop
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=device)
+            dist.broadcast(clock, 0)
+            elapsed = clock.item()
         if config.time_budget and elapsed >= config.time_budget:
             break
         progress = max(step / max_steps if max_steps else 0.0,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from faceerase import data as data_module
 from faceerase.augment import CropSampler, pack_images
-from faceerase.data import FEATURES, AnnotationError, face_masks, load_wider_face
+from faceerase.data import AnnotationError, face_masks, load_wider_face, wider_face_features
 from faceerase.pack import ImageSet, load_image_set, write_pack
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "widerface"
@@ -69,7 +69,7 @@ def _cache(tmp_path_factory, monkeypatch):
 def test_local_folder_loads_as_dataset_with_hub_schema(wider):
     ds = load_wider_face(wider, "train")
     assert isinstance(ds, datasets.Dataset) and len(ds) == 4
-    assert ds.features == FEATURES
+    assert ds.features == wider_face_features()
     assert ds.features["faces"]["blur"].feature.names == ["clear", "normal", "heavy"]
     assert ds.features["faces"]["invalid"].feature.dtype == "bool"
     row = ds[0]

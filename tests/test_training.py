@@ -80,7 +80,7 @@ def test_best_model_folder_loads_and_has_a_card(run):
     card = (best / "README.md").read_text()
     assert "CC BY-NC-ND 4.0" in card and "non-commercial" in card and "license: cc-by-nc-nd-4.0" in card
     assert "python train.py --tiny" in card
-    assert f"{summary['best']['val_iou']:.4f}" in card
+    assert f"{summary['best']['val_iou']:.4g}" in card
 
 
 def test_resume_continues_the_step_count(run, tmp_path):
