@@ -184,8 +184,10 @@ def _kind(path: Path) -> str | None:
 
 def _target(source: Path, destination: Path) -> Job:
     kind = _kind(source)
+    if kind is not None and _kind(destination) != kind:
+        raise UsageError(f"output {destination} must be {'an' if kind == 'image' else 'a'} {kind} like {source}")
     if kind == "video":
-        destination = destination.with_suffix(output_suffix(source))
+        destination = destination.with_suffix(output_suffix(destination))
     return Job(source, destination, kind or "")
 
 
@@ -384,24 +386,32 @@ def _run_webcam(args: argparse.Namespace) -> int:
     out: Path = args.output
     if out.suffix.lower() not in VIDEO_EXTENSIONS:
         out = out / f"webcam-{datetime.now():%Y%m%d-%H%M%S}.mp4"
+    out = out.with_suffix(output_suffix(out))
     frames = _camera_frames(args.webcam, args.max_frames)
     first = next(frames, None)
     if first is None:
         raise UsageError(f"camera {args.webcam} gives no frames")
     eraser, _ = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = open_writer(out, 30.0, first.shape[1], first.shape[0])
-    print(f"recording anonymized webcam {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    print(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
     count = 0
     try:
-        stream = anonymize_frames(eraser, _chain(first, frames), TemporalMax(args.temporal_window), batch_size=1)
-        for result in tqdm(stream, unit="frame", file=sys.stderr):
-            writer.write(result.anonymized[:, :, ::-1].copy())
-            count += 1
-    except KeyboardInterrupt:
-        pass
+        writer = open_writer(tmp, 30.0, first.shape[1], first.shape[0])
+        try:
+            stream = anonymize_frames(eraser, _chain(first, frames), TemporalMax(args.temporal_window), batch_size=1)
+            for result in tqdm(stream, unit="frame", file=sys.stderr):
+                writer.write(result.anonymized[:, :, ::-1].copy())
+                count += 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            writer.release()
+        os.replace(tmp, out)
     finally:
-        writer.release()
+        tmp.unlink(missing_ok=True)
     print(f"{count} frames written to {out}")
     return 0
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -62,6 +63,12 @@ def test_folder_is_mirrored_with_a_report(run, tmp_path, low_model_dir):  # noqa
                                   "mean_score": pytest.approx(0.0067, abs=1e-3)}]
     assert record["threshold"] == 0.001 and record["timestamp"]
     assert record["model"]["id"] == str(low_model_dir) and len(record["model"]["weights_sha256"]) == 64
+
+
+def test_a_single_file_can_be_written_to_a_file_name(run, tmp_path):
+    write_image(tmp_path / "a.png")
+    assert run("anonymize", tmp_path / "a.png", "-o", tmp_path / "new/b.jpg")[0] == 0
+    assert files(tmp_path / "new") == ["b.jpg"] and Image.open(tmp_path / "new/b.jpg").format == "JPEG"
 
 
 def test_several_inputs_go_to_their_own_subfolders(run, tmp_path):
@@ -172,6 +179,8 @@ def test_refuses_to_overwrite_inputs(run, tmp_path):
 def test_usage_errors_exit_2(run, tmp_path, capsys):
     write_image(tmp_path / "a.png")
     assert run("anonymize", tmp_path / "a.png")[0] == 2  # no -o
+    code, _, err = run("anonymize", tmp_path / "a.png", "-o", tmp_path / "a.mp4")
+    assert code == 2 and "must be an image" in err
     assert cli.main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
                      "--model", str(tmp_path / "nope")]) == 2
     assert "cannot load the model" in capsys.readouterr().err
@@ -183,6 +192,16 @@ def test_usage_errors_exit_2(run, tmp_path, capsys):
 def test_webcam_without_camera_is_a_clear_message(run, tmp_path):
     code, _, err = run("anonymize", "--webcam", "7", "-o", tmp_path / "cam.mp4", "--max-frames", "2")
     assert code == 2 and "no camera found at index 7" in err
+
+
+def test_webcam_frames_are_recorded_anonymized(run, tmp_path, monkeypatch):
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)]
+    monkeypatch.setattr(cli, "_camera_frames", lambda index, limit: iter(frames[:limit]))
+    code, out, err = run("anonymize", "--webcam", "-o", tmp_path / "rec", "--max-frames", "4")
+    assert code == 0, err
+    [video] = (tmp_path / "rec").iterdir()
+    assert video.suffix == ".mp4" and "4 frames written" in out
+    assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 
 def test_evaluate_prints_json(run, tmp_path, monkeypatch):
