@@ -187,9 +187,10 @@ def toggle_fixed(mode: str) -> dict:
 def build_demo() -> gr.Blocks:
     """The Gradio app."""
     methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
-    with gr.Blocks(title="FaceErase") as demo:
+    with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
-                    "inpainted, blurred, pixelated or filled. Nothing is stored.")
+                    "inpainted, blurred, pixelated or filled. Uploaded and generated files are deleted from the "
+                    "server within 40 minutes.")
         if MODEL_ERROR:
             gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
         with gr.Tab("Image"):
