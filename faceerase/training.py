@@ -205,6 +205,8 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
                                workers=config.workers)
     sampler_data = pack_images(train_set, shape=config.mask_shape, device=device)
+    n_train, n_faces = len(train_set), train_set.num_faces
+    del train_set  # the packed tensors hold the pixels from here on
     val_data = None
     if master and config.val_split:
         val_set = load_image_set(config.data, config.val_split, long_side=config.image_size,
@@ -213,6 +215,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
             for name in ("images", "boxes", "invalid", "file_names"):
                 setattr(val_set, name, getattr(val_set, name)[:config.val_limit])
         val_data = pack_images(val_set, shape=config.mask_shape, multiple=divisor, device=device)
+        del val_set
 
     if config.optimizer == "adamw":
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -220,6 +223,8 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, elapsed_before, best = 0, 0.0, None
     ckpt_path = out_dir / "ckpt.pt"
+    if config.resume and not ckpt_path.is_file() and master:
+        print(f"no checkpoint at {ckpt_path}: starting from scratch")
     if config.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -229,7 +234,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     if config.steps:
         max_steps = config.steps
     elif config.epochs:
-        max_steps = math.ceil(config.epochs * len(train_set) / (config.batch_size * world))
+        max_steps = math.ceil(config.epochs * n_train / (config.batch_size * world))
     else:
         max_steps = None if config.time_budget else 2000
     sampler = CropSampler(sampler_data, crop_size=config.crop_size, scale_range=config.scale_range,
@@ -248,7 +253,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     config_dict = asdict(config)
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
-        print(f"training {len(train_set)} images ({train_set.num_faces} faces) on {device} x{world}; "
+        print(f"training {n_train} images ({n_faces} faces) on {device} x{world}; "
               f"model {config.preset} {config.model_overrides or ''} "
               f"({sum(p.numel() for p in raw_model.parameters()):,} parameters)")
 

@@ -93,6 +93,16 @@ def test_resume_continues_the_step_count(run, tmp_path):
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 40
 
 
+def test_epochs_and_time_budget_without_validation(env, tmp_path):
+    wider, _ = env
+    by_epochs = train(TrainConfig(data=str(wider), out_dir=str(tmp_path / "e"), epochs=4, val_split=None, **TINY))
+    assert by_epochs["step"] == 2  # 4 epochs x 4 images / batch 8
+    assert "val_iou" not in by_epochs and (tmp_path / "e" / "best" / "model.safetensors").is_file()
+    timed = train(TrainConfig(data=str(wider), out_dir=str(tmp_path / "t"), time_budget=0.5, val_split=None,
+                              eval_interval=10**6, **TINY))
+    assert timed["step"] >= 1 and timed["elapsed_s"] < 30
+
+
 def test_push_to_hub_without_token_fails_before_training(env, monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(training, "get_token", lambda: None)
