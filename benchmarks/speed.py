@@ -126,12 +126,15 @@ def main() -> None:
     info = machine()
     rows = cpu_rows(args.presets, args.repeats, args.warmup, args.budget)
     live = next((r for r in rows if r["preset"] == "live" and r["size"] == "640x480"), None)
-    data = {"date": started, "machine": info, "args": vars(args), "cpu": rows,
-            "live_fps_640x480": live and live["fps"]}
+    load_end = round(os.getloadavg()[0], 2)
+    data = {"date": started, "machine": info, "load_average_1min_at_end": load_end, "args": vars(args),
+            "cpu": rows, "live_fps_640x480": live and live["fps"]}
     markdown = (f"# FaceErase speed on CPU ({info['cpu_cores_available']} cores, {info['torch_threads']} torch "
                 f"threads, torch {info['torch']})\n\nMeasured {started}; median of up to {args.repeats} runs after "
                 f"{args.warmup} warm-up runs, untrained weights. `pipeline_ms`: network + threshold, mask, "
-                "regions and Telea inpainting of four face-sized blobs (see benchmarks/README.md).\n\n"
+                "regions and Telea inpainting of four face-sized blobs (see benchmarks/README.md). "
+                f"1-minute load average {info['load_average_1min']} at the start, {load_end} at the end: above "
+                f"{info['cpu_cores_available']}, other processes shared the cores and the times are inflated.\n\n"
                 + markdown_table(rows, ["preset", "params_M", "size", "forward_ms", "forward_min_ms", "pipeline_ms",
                                        "pipeline_min_ms", "fps"]))
     if live:
