@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 MASK_SHAPES = ("predicted", "ellipse", "box")
 
@@ -67,16 +66,13 @@ def find_regions(mask: np.ndarray, prob: np.ndarray) -> list[Region]:
     if prob.shape != mask.shape:
         raise ValueError(f"prob shape {prob.shape} does not match mask shape {mask.shape}")
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    if n == 1:
-        return []
-    index = np.arange(1, n)
-    scores = ndimage.maximum(prob, labels, index)
-    means = ndimage.mean(prob, labels, index)
-    return [
-        Region(box=tuple(int(v) for v in stats[i, :4]), score=float(scores[i - 1]),
-               mean_score=float(means[i - 1]), area=int(stats[i, cv2.CC_STAT_AREA]))
-        for i in index
-    ]
+    regions = []
+    for i in range(1, n):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        inside = prob[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i]
+        regions.append(Region(box=(x, y, w, h), score=float(inside.max()), mean_score=float(inside.mean()),
+                              area=int(stats[i, cv2.CC_STAT_AREA])))
+    return regions
 
 
 def check_mask(mask: np.ndarray) -> np.ndarray:
