@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from faceerase.pipeline import FaceEraser
-from faceerase.video import TemporalMax, VideoError, anonymize_video, output_suffix, probe_video
+from faceerase.video import TemporalMax, VideoError, anonymize_video, has_audio, output_suffix, probe_video
 from fixtures_app import make_low_model, write_video
 
 
@@ -72,3 +74,20 @@ def test_corrupt_video_raises_and_leaves_nothing(eraser, tmp_path):
     with pytest.raises(VideoError):
         anonymize_video(eraser, source, tmp_path / "out.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
+
+
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                    reason="ffmpeg/ffprobe not on PATH (.ci/run installs Debian's ffmpeg)")
+def test_audio_is_kept_with_ffmpeg(eraser, tmp_path):
+    source = tmp_path / "talk.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4", "-c:a", "aac",
+                    "-shortest", "-metadata", "title=secret", str(source)], check=True)
+    assert has_audio(source)
+    output = tmp_path / "out.mp4"
+    summary = anonymize_video(eraser, source, output)
+    assert summary.audio == "kept" and has_audio(output)
+    assert summary.frames == probe_video(output).frame_count == 10
+    tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(output)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "secret" not in tags  # container metadata stripped by default
