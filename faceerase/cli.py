@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
-from faceerase.masks import MASK_SHAPES
+from faceerase.masks import DEFAULT_DILATION, MASK_SHAPES
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, TemporalMax, anonymize_frames, anonymize_video,
                              open_writer, output_suffix, probe_video, read_frames)
 
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--max-frames", type=_positive_int, help="stop --webcam after this many frames")
     anon.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
     anon.add_argument("--dilation", type=_non_negative_int, metavar="PX",
-                      help="grow the mask by this many pixels (default: 2)")
+                      help=f"grow the mask by this many pixels (default: {DEFAULT_DILATION})")
     anon.add_argument("--mask-shape", choices=MASK_SHAPES, help="predicted mask (default), or an ellipse/box per region")
     anon.add_argument("--temporal-window", type=_positive_int, default=DEFAULT_TEMPORAL_WINDOW, metavar="N",
                       help="videos: mask the max probability over the last N frames (1 = off; default: %(default)s)")

@@ -8,6 +8,10 @@ import cv2
 import numpy as np
 
 MASK_SHAPES = ("predicted", "ellipse", "box")
+DEFAULT_DILATION = 2
+"""Pixels the mask grows by (calibrated for the shipped model: benchmarks/results/calibration_hub.md)."""
+DEFAULT_MIN_AREA = 16
+"""Regions smaller than this many pixels are dropped."""
 
 
 @dataclass(frozen=True)

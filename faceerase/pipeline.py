@@ -17,7 +17,8 @@ from safetensors import SafetensorError
 
 from faceerase.anonymize import METHODS, anonymize
 from faceerase.images import MIN_SIDE, ImageSource, load_image
-from faceerase.masks import MASK_SHAPES, Region, find_regions, refine_mask, shape_mask
+from faceerase.masks import (DEFAULT_DILATION, DEFAULT_MIN_AREA, MASK_SHAPES, Region, find_regions, refine_mask,
+                             shape_mask)
 from faceerase.model import FaceEraseUNet
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
 
@@ -27,8 +28,6 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 DEFAULT_INPUT_SIZE = 1024
-DEFAULT_DILATION = 2
-DEFAULT_MIN_AREA = 16
 
 
 class ModelLoadError(RuntimeError):
