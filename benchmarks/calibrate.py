@@ -3,7 +3,8 @@
 The network runs once per image; every (threshold, dilation) candidate is then scored on the same probability
 maps with the evaluation metrics (recall of valid faces at >= 50% box coverage, collateral outside the boxes
 grown 1.5x). The chosen setting has the highest recall among those whose collateral stays within
-``--max-collateral`` (default 0.94%: what deface 1.5's own masks measure on val, results/deface_compare.md).
+``--max-collateral`` (default 0.94%: what deface 1.5's own masks measure on val, results/deface_compare.md);
+when no setting is that clean, within twice the collateral of the cleanest setting.
 Val is never looked at, so val numbers measured afterwards stay honest.
 
     python benchmarks/calibrate.py --model hub --images 200 --name hub
@@ -70,20 +71,24 @@ def main() -> None:
         report = aggregate(scores)
         rows.append({"threshold": mode, "value": value, "dilation": dilation, "all": report["recall"]["all"],
                      "collateral_%": 100 * report["collateral"], "pixel_iou": report["pixel_iou"]})
-    allowed = [r for r in rows if r["collateral_%"] <= 100 * args.max_collateral] or rows
+    limit = 100 * args.max_collateral
+    if all(r["collateral_%"] > limit for r in rows):  # no setting is that clean: allow twice the cleanest
+        limit = 2 * min(r["collateral_%"] for r in rows)
+    allowed = [r for r in rows if r["collateral_%"] <= limit]
     best = max(allowed, key=lambda r: (r["all"], -r["collateral_%"]))
     best_auto = max((r for r in allowed if r["threshold"] == "auto"), key=lambda r: (r["all"], -r["collateral_%"]),
                     default=None)
     started = time.strftime("%Y-%m-%d %H:%M")
     data = {"date": started, "machine": machine(), "model": args.model, "split": "train",
             "n_images": len(examples), "input_size": args.input_size, "max_collateral": args.max_collateral,
-            "best": best, "best_auto": best_auto, "rows": rows}
+            "collateral_limit_used_%": limit, "best": best, "best_auto": best_auto, "rows": rows}
     markdown = (f"# Post-processing calibration of `{args.model}` on WIDER FACE train\n\n"
                 f"Measured {started}; {len(examples)} random train images (seed 0) at {args.input_size} px, "
                 f"minimum region area {DEFAULT_MIN_AREA} px. Recall over all valid faces (>= 50% box coverage); "
                 f"collateral outside the boxes grown 1.5x, limit {100 * args.max_collateral:.2f}%.\n\n"
                 + markdown_table(rows, COLUMNS)
-                + f"\nBest within the collateral limit: {best}\n\nBest auto floor: {best_auto}\n")
+                + f"\nCollateral limit used: {limit:.2f}% (twice the cleanest setting when none meets the requested "
+                f"limit).\n\nBest within it: {best}\n\nBest auto floor within it: {best_auto}\n")
     write_results(f"calibration_{args.name}", data, markdown)
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 MASK_SHAPES = ("predicted", "ellipse", "box")
-DEFAULT_DILATION = 2
+DEFAULT_DILATION = 8
 """Pixels the mask grows by (calibrated for the shipped model: benchmarks/results/calibration_hub.md)."""
 DEFAULT_MIN_AREA = 16
 """Regions smaller than this many pixels are dropped."""

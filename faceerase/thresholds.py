@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 THRESHOLD_MODES = ("auto", "seed", "fixed")
-AUTO_FLOOR = 0.3
+AUTO_FLOOR = 0.3  # calibrated for the shipped model: benchmarks/results/calibration_hub.md
 AUTO_CEILING = 0.6
 
 
