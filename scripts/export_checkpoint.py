@@ -1,0 +1,31 @@
+"""Export the last state of a training run (``OUT/ckpt.pt``) as a Hub model folder.
+
+``train.py`` keeps ``OUT/best`` (chosen on validation images); the shipped model is the final state instead,
+so that no choice was made on the split it is evaluated on:
+
+    python scripts/export_checkpoint.py runs/live-cpu/ckpt.pt hub
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from faceerase.training import TrainConfig, build_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="ckpt.pt written by train.py")
+    parser.add_argument("out", help="folder for config.json + model.safetensors")
+    args = parser.parse_args()
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    model = build_model(TrainConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval().save_pretrained(args.out)
+    print(f"step {ckpt['step']} ({ckpt['elapsed']:.0f} s of training) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
