@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
-$py benchmarks/calibrate.py --model hub --images 200 --name hub                      # train split only
+$py benchmarks/calibrate.py --model hub --images 200 --floors 0.3 0.5 0.7 --fixed 0.3 0.5 --dilations 0 4 8 --name hub                    # train split only
 $py benchmarks/deface_compare.py --model hub --input-size 1024 --output deface_compare  # same run, same images
 $py benchmarks/quality.py --model hub --input-size 640 --threshold auto --name hub_640
 $py benchmarks/quality.py --model hub --input-size 1024 --threshold seed 0.5 --name hub_1024_other_thresholds
