@@ -9,6 +9,7 @@ so that no choice was made on the split it is evaluated on:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,8 @@ def main() -> None:
     parser.add_argument("checkpoint", help="ckpt.pt written by train.py")
     parser.add_argument("out", help="folder for config.json + model.safetensors")
     args = parser.parse_args()
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"no checkpoint at {args.checkpoint} (train.py writes OUT/ckpt.pt)")
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     model = build_model(TrainConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
