@@ -28,9 +28,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     data.add_argument("--mask-shape", choices=("box", "ellipse"), default=d.mask_shape)
     data.add_argument("--crop-size", type=int, default=d.crop_size)
     data.add_argument("--scale-range", type=float, nargs=2, default=d.scale_range, metavar=("MIN", "MAX"))
+    data.add_argument("--negatives", default=d.negatives, help="folder of face-less photos (empty targets)")
+    data.add_argument("--negative-fraction", type=float, default=d.negative_fraction,
+                      help="share of crops drawn from --negatives")
     data.add_argument("--workers", type=int, default=d.workers, help="image decoding threads")
     model = p.add_argument_group("model")
-    model.add_argument("--preset", default=d.preset, help="seed, accurate, fast or live")
+    model.add_argument("--preset", default=d.preset, help="seed, accurate, fast, live or mobilenet")
+    model.add_argument("--no-pretrained", action="store_true",
+                       help="do not initialise a pretrained encoder (mobilenet_v2) from ImageNet")
     for name in ("in-channels", "base-channels", "depth", "stem-stride"):
         model.add_argument(f"--{name}", type=int, help="override the preset")
     opt = p.add_argument_group("optimization")
@@ -65,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(
         data=a.data, train_split=a.train_split, val_split=None if a.val_split == "none" else a.val_split,
         val_limit=a.val_limit, image_size=a.image_size, preset=a.preset, model_overrides=overrides,
+        pretrained=not a.no_pretrained, negatives=a.negatives, negative_fraction=a.negative_fraction,
         mask_shape=a.mask_shape, crop_size=a.crop_size, scale_range=tuple(a.scale_range), steps=a.steps,
         epochs=a.epochs, time_budget=a.time_budget, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
         min_lr_ratio=a.min_lr_ratio, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps,

