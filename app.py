@@ -25,16 +25,14 @@ from faceerase.anonymize import METHODS
 from faceerase.images import InvalidImageError, load_image
 from faceerase.masks import MASK_SHAPES
 from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import DEFAULT_DILATION, DEFAULT_INPUT_SIZE, FaceEraser, ModelLoadError, load_model
+from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
+from faceerase.settings import DEFAULT_SETTINGS
 from faceerase.thresholds import THRESHOLD_MODES
 from faceerase.video import TemporalMax
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
 METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur",
                  "mosaic": "Mosaic", "solid": "Solid fill"}
-INPUT_SIZES = [("256 px", 256), ("384 px", 384), ("512 px", 512), ("768 px", 768), ("1024 px", 1024),
-               ("original", 0)]
-WEBCAM_INPUT_SIZE = 256
 WEBCAM_TEMPORAL_WINDOW = 3
 CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, shared by all sessions
 
@@ -58,14 +56,20 @@ def load(source: str | None) -> tuple[FaceEraseUNet | None, str | None]:
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
 MODEL_SOURCE = ARGS.model or os.environ.get("FACEERASE_MODEL") or None
 MODEL, MODEL_ERROR = load(MODEL_SOURCE)
+# The model's own inference settings (inference.json) are the page's defaults.
+SETTINGS = MODEL.settings if MODEL is not None else DEFAULT_SETTINGS
+INPUT_SIZES = [(f"{s} px", s) for s in sorted({256, 384, 512, 768, 1024, SETTINGS.input_size} - {0})] + [
+    ("original", 0)]
+WEBCAM_INPUT_SIZE = SETTINGS.live_input_size
 
 
 @lru_cache(maxsize=None)
-def eraser(input_size: int) -> FaceEraser:
-    """A FaceEraser on the shared model at this network input size (0 = original resolution)."""
+def eraser(input_size: int, live: bool = False) -> FaceEraser:
+    """A FaceEraser on the shared model at this network input size (0 = original resolution); ``live`` frames
+    get a single pass (no extra scales) to stay real-time."""
     if MODEL is None:
         raise gr.Error(f"The model is not loaded: {MODEL_ERROR}")
-    return FaceEraser(MODEL, input_size=input_size or None)
+    return FaceEraser(MODEL, input_size=input_size, extra_scales=() if live else None)
 
 
 # --------------------------------------------------------------------------- pictures for the page
@@ -166,7 +170,7 @@ def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tu
         return None, "", state
     state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
     start = time.perf_counter()
-    live = eraser(WEBCAM_INPUT_SIZE)
+    live = eraser(WEBCAM_INPUT_SIZE, live=True)
     result = live.postprocess(frame, state["smoother"](live.predict([frame])[0]), method=method)
     now = time.perf_counter()
     if state["last"] is not None:
@@ -217,9 +221,9 @@ def build_demo() -> gr.Blocks:
                                          "seed: 2018 rule; fixed: the slider")
                     fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
                     method = gr.Dropdown(methods, value="inpaint_telea", label="Anonymization")
-                    dilation = gr.Slider(0, 50, value=DEFAULT_DILATION, step=1, label="Mask dilation (px)")
+                    dilation = gr.Slider(0, 50, value=SETTINGS.dilation, step=1, label="Mask dilation (px)")
                     shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
-                    size = gr.Dropdown(INPUT_SIZES, value=DEFAULT_INPUT_SIZE, label="Model input size",
+                    size = gr.Dropdown(INPUT_SIZES, value=SETTINGS.input_size, label="Model input size",
                                        info="long side seen by the network; changing it re-runs the network")
             mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
             gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,

@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
-from faceerase.masks import DEFAULT_DILATION, MASK_SHAPES
+from faceerase.masks import MASK_SHAPES
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, TemporalMax, anonymize_frames, anonymize_video,
                              open_writer, output_suffix, probe_video, read_frames)
 
@@ -86,7 +86,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
     group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)")
     group.add_argument("--input-size", type=_non_negative_int, metavar="PX",
-                       help="resize the long side to PX for the network; 0 = original size (default: 1024)")
+                       help="resize the long side to PX for the network; 0 = original size (default: the model's "
+                            "inference.json, else 1024)")
     group.add_argument("--batch-size", type=_positive_int, default=8, help="frames per network pass (default: 8)")
     group.add_argument("--threshold", type=_threshold, default=("auto", None), metavar="auto|seed|FLOAT",
                        help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--max-frames", type=_positive_int, help="stop --webcam after this many frames")
     anon.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
     anon.add_argument("--dilation", type=_non_negative_int, metavar="PX",
-                      help=f"grow the mask by this many pixels (default: {DEFAULT_DILATION})")
+                      help="grow the mask by this many pixels (default: the model's inference.json, else 8)")
     anon.add_argument("--mask-shape", choices=MASK_SHAPES, help="predicted mask (default), or an ellipse/box per region")
     anon.add_argument("--temporal-window", type=_positive_int, default=DEFAULT_TEMPORAL_WINDOW, metavar="N",
                       help="videos: mask the max probability over the last N frames (1 = off; default: %(default)s)")
@@ -158,7 +159,7 @@ def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", d
     mode, value = args.threshold
     options: dict[str, Any] = {k: v for k, v in post.items() if v is not None}  # None: library default
     if args.input_size is not None:
-        options["input_size"] = args.input_size or None  # 0: original resolution
+        options["input_size"] = args.input_size  # 0: original resolution
     eraser = FaceEraser(model, device=args.device, threshold=mode, threshold_value=value,
                         batch_size=args.batch_size, **options)
     identity = {"id": str(args.model or DEFAULT_MODEL_DIR), "revision": args.revision,
@@ -307,6 +308,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         return 1
     eraser, identity = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     settings = {**dataclasses.asdict(eraser.options), "input_size": eraser.input_size,
+                "extra_scales": list(eraser.settings.extra_scales),
                 "temporal_window": args.temporal_window}
     report = _open_report(args.report, args.resume)
     counts = {"ok": 0, "failed": len(problems), "skipped": 0}

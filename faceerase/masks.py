@@ -8,10 +8,6 @@ import cv2
 import numpy as np
 
 MASK_SHAPES = ("predicted", "ellipse", "box")
-DEFAULT_DILATION = 8
-"""Pixels the mask grows by (calibrated for the shipped model: benchmarks/results/calibration_hub.md)."""
-DEFAULT_MIN_AREA = 16
-"""Regions smaller than this many pixels are dropped."""
 
 
 @dataclass(frozen=True)
@@ -28,17 +24,33 @@ class Region:
     """Number of mask pixels in the region."""
 
 
-def refine_mask(mask: np.ndarray, dilation: int = 0, min_area: int = 0) -> np.ndarray:
-    """Drop connected regions smaller than ``min_area`` pixels, then dilate by ``dilation`` pixels
-    (elliptical structuring element of diameter ``2 * dilation + 1``)."""
+def refine_mask(mask: np.ndarray, dilation: int = 0, min_area: int = 0, dilation_ratio: float = 0.0) -> np.ndarray:
+    """Drop connected regions smaller than ``min_area`` pixels, then grow each region.
+
+    A region grows by ``dilation`` pixels (an elliptical structuring element of diameter ``2 * dilation + 1``),
+    or, with ``dilation_ratio``, by the larger of ``dilation`` and ``dilation_ratio`` times the longer side of
+    its bounding box (every pixel within that Euclidean distance of the region joins it).
+    """
     mask = check_mask(mask)
-    if dilation < 0 or min_area < 0:
-        raise ValueError(f"dilation and min_area must be >= 0, got {dilation} and {min_area}")
+    if dilation < 0 or min_area < 0 or dilation_ratio < 0:
+        raise ValueError(f"dilation, min_area and dilation_ratio must be >= 0, got {dilation}, {min_area} "
+                         f"and {dilation_ratio}")
+    if (min_area <= 1 and dilation_ratio == 0 and dilation == 0) or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
     if min_area > 1:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-        keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-        keep[0] = False
         mask = keep[labels]
+        if not mask.any():
+            return mask
+    if dilation_ratio > 0:
+        radius = np.maximum(dilation, dilation_ratio * stats[:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].max(1))
+        # Distance to the nearest mask pixel and that pixel's index (mask pixels are numbered in raster order).
+        distance, nearest = cv2.distanceTransformWithLabels((~mask).view(np.uint8), cv2.DIST_L2, 5,
+                                                            labelType=cv2.DIST_LABEL_PIXEL)
+        region_of = np.concatenate([[0], labels[mask]])
+        return distance <= radius[region_of[nearest]]
     if dilation > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
         mask = cv2.dilate(mask.view(np.uint8), kernel).view(bool)

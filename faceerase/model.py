@@ -8,15 +8,19 @@ from ImageNet initialisation) does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 
 from faceerase.decoder import UNetDecoder
 from faceerase.encoders import ENCODERS, MobileNetV2Encoder, build_encoder
+from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings, warn_defaults
 
 REPO_URL = "https://github.com/faceerase/faceerase"
 
@@ -65,7 +69,13 @@ class FaceEraseUNet(
     ``forward`` takes float images in [0, 1] of shape (B, in_channels, H, W) where H and W are multiples of
     :attr:`size_divisor`; :meth:`predict_proba` accepts any size and returns probabilities. The logits are
     upsampled bilinearly from the decoder's output stride to the input size.
+
+    :attr:`inference_settings` (input size, threshold range, mask growth) travel with the weights:
+    ``save_pretrained`` writes them to ``inference.json`` and ``from_pretrained`` reads them back.
     """
+
+    #: How this model is best run; None until trained and calibrated (see :mod:`faceerase.settings`).
+    inference_settings: InferenceSettings | None = None
 
     def __init__(self, encoder: str = "plain", decoder_channels: Sequence[int] | None = None,
                  decoder_upsample: str = "transpose", input_norm: bool = False, **encoder_params):
@@ -93,6 +103,38 @@ class FaceEraseUNet(
         self.register_buffer("input_std", torch.tensor(IMAGENET_STD if imagenet else (0.25,) * in_channels)
                              .view(1, -1, 1, 1), persistent=False)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    @property
+    def settings(self) -> InferenceSettings:
+        """:attr:`inference_settings`, or :data:`~faceerase.settings.DEFAULT_SETTINGS` for a model without them."""
+        return self.inference_settings or DEFAULT_SETTINGS
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        if self.inference_settings is not None:
+            self.inference_settings.save(save_directory)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None, **kwargs):
+        model = super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
+                                         force_download=force_download, local_files_only=local_files_only,
+                                         token=token, **kwargs)
+        if os.path.isdir(model_id):
+            path = Path(model_id) / SETTINGS_NAME
+            path = path if path.is_file() else None
+        else:
+            try:
+                path = Path(hf_hub_download(model_id, SETTINGS_NAME, revision=revision, cache_dir=cache_dir,
+                                            force_download=force_download, token=token,
+                                            local_files_only=local_files_only))
+            except EntryNotFoundError:
+                path = None
+        if path is None:
+            warn_defaults(str(model_id))
+        else:
+            model.inference_settings = InferenceSettings.from_file(path)
+        return model
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "FaceEraseUNet":

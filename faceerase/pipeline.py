@@ -17,17 +17,15 @@ from safetensors import SafetensorError
 
 from faceerase.anonymize import METHODS, anonymize
 from faceerase.images import MIN_SIDE, ImageSource, load_image
-from faceerase.masks import (DEFAULT_DILATION, DEFAULT_MIN_AREA, MASK_SHAPES, Region, find_regions, refine_mask,
-                             shape_mask)
+from faceerase.masks import MASK_SHAPES, Region, find_regions, refine_mask, shape_mask
 from faceerase.model import FaceEraseUNet
+from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "hub"
 DEFAULT_REPO_ID = "faceerase/faceerase-unet"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-
-DEFAULT_INPUT_SIZE = 1024
 
 
 class ModelLoadError(RuntimeError):
@@ -124,13 +122,20 @@ def _from_pretrained(name: str, where: str, **kwargs) -> FaceEraseUNet:
 
 @dataclass(frozen=True)
 class EraseOptions:
-    """Post-processing settings: threshold, mask clean-up and shape, anonymization."""
+    """Post-processing settings: threshold, mask clean-up and shape, anonymization.
+
+    The defaults of the threshold range, dilation and minimum area are :data:`DEFAULT_SETTINGS`';
+    :class:`FaceEraser` takes them from its model's :class:`InferenceSettings` instead.
+    """
 
     threshold: str = "auto"
     threshold_value: float | None = None
     method: str = "inpaint_telea"
-    dilation: int = DEFAULT_DILATION
-    min_area: int = DEFAULT_MIN_AREA
+    dilation: int = DEFAULT_SETTINGS.dilation
+    dilation_ratio: float = DEFAULT_SETTINGS.dilation_ratio
+    min_area: int = DEFAULT_SETTINGS.min_area
+    threshold_floor: float = DEFAULT_SETTINGS.threshold_floor
+    threshold_ceiling: float = DEFAULT_SETTINGS.threshold_ceiling
     mask_shape: str = "predicted"
     color: tuple[int, int, int] = (0, 0, 0)
 
@@ -144,8 +149,10 @@ class EraseOptions:
             raise ValueError("threshold 'fixed' needs threshold_value in [0, 1]")
         if self.threshold_value is not None and not 0 <= self.threshold_value <= 1:
             raise ValueError(f"threshold_value must be in [0, 1], got {self.threshold_value}")
-        if self.dilation < 0 or self.min_area < 0:
-            raise ValueError("dilation and min_area must be >= 0")
+        if self.dilation < 0 or self.min_area < 0 or self.dilation_ratio < 0:
+            raise ValueError("dilation, dilation_ratio and min_area must be >= 0")
+        if not 0 <= self.threshold_floor <= self.threshold_ceiling <= 1:
+            raise ValueError("need 0 <= threshold_floor <= threshold_ceiling <= 1")
 
 
 @dataclass
@@ -171,10 +178,15 @@ class FaceEraser:
         model: a model, a local folder or Hub repo id for :func:`load_model`, or None (default).
         device: torch device; None picks CUDA when available, else CPU.
         input_size: the long side each image is resized to for the network (both down and up),
-            None to use the native size. Probabilities come back at the original size.
+            0 for the native size. Probabilities come back at the original size.
+        extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
-        threshold, threshold_value, method, dilation, min_area, mask_shape, color: defaults of
-            :class:`EraseOptions`, overridable per call of :meth:`postprocess`.
+        threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
+            threshold_ceiling, mask_shape, color: defaults of :class:`EraseOptions`, overridable per
+            call of :meth:`postprocess`.
+
+    Every setting left at None comes from the model's :class:`InferenceSettings` (``inference.json`` in its
+    folder, else :data:`DEFAULT_SETTINGS`); :attr:`settings` holds the resolved values.
     """
 
     def __init__(
@@ -182,18 +194,22 @@ class FaceEraser:
         model: FaceEraseUNet | str | Path | None = None,
         *,
         device: str | torch.device | None = None,
-        input_size: int | None = DEFAULT_INPUT_SIZE,
+        input_size: int | None = None,
+        extra_scales: tuple[float, ...] | None = None,
         threshold: str = "auto",
         threshold_value: float | None = None,
         method: str = "inpaint_telea",
-        dilation: int = DEFAULT_DILATION,
-        min_area: int = DEFAULT_MIN_AREA,
+        dilation: int | None = None,
+        dilation_ratio: float | None = None,
+        min_area: int | None = None,
+        threshold_floor: float | None = None,
+        threshold_ceiling: float | None = None,
         mask_shape: str = "predicted",
         color: tuple[int, int, int] = (0, 0, 0),
         batch_size: int = 8,
     ):
-        if input_size is not None and input_size < MIN_SIDE:
-            raise ValueError(f"input_size must be None or at least {MIN_SIDE}, got {input_size}")
+        if input_size is not None and input_size != 0 and input_size < MIN_SIDE:
+            raise ValueError(f"input_size must be 0 (native size) or at least {MIN_SIDE}, got {input_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = select_device(device)
@@ -201,30 +217,46 @@ class FaceEraser:
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
-        self.input_size = input_size
+        given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
+                 "dilation_ratio": dilation_ratio, "min_area": min_area, "threshold_floor": threshold_floor,
+                 "threshold_ceiling": threshold_ceiling}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        if threshold_floor is not None and threshold_ceiling is None:
+            overrides["threshold_ceiling"] = max(threshold_floor, self.model.settings.threshold_ceiling)
+        self.settings: InferenceSettings = replace(self.model.settings, **overrides)
         self.batch_size = batch_size
-        self.options = EraseOptions(threshold, threshold_value, method, dilation, min_area,
-                                    mask_shape, tuple(color))
+        s = self.settings
+        self.options = EraseOptions(threshold, threshold_value, method, s.dilation, s.dilation_ratio, s.min_area,
+                                    s.threshold_floor, s.threshold_ceiling, mask_shape, tuple(color))
 
-    def predict(self, images: list[ImageSource]) -> list[np.ndarray]:
-        """Face probabilities, float32 (H, W) at each image's original size."""
+    @property
+    def input_size(self) -> int:
+        """Long side of the network input (0: native size)."""
+        return self.settings.input_size
+
+    def predict(self, images: list[ImageSource], *, input_size: int | None = None) -> list[np.ndarray]:
+        """Face probabilities, float32 (H, W) at each image's original size: the maximum over the passes at
+        ``input_size`` (default: :attr:`input_size`) and its :attr:`extra_scales`."""
         arrays = _load_all(images)
-        inputs = [self._network_input(image) for image in arrays]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, x in enumerate(inputs):
-            groups.setdefault(x.shape[:2], []).append(i)
+        size = self.input_size if input_size is None else input_size
         probs: list[np.ndarray | None] = [None] * len(arrays)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start:start + self.batch_size]
-                batch = torch.from_numpy(np.stack([inputs[i] for i in chunk])).to(self.device)
-                batch = batch.permute(0, 3, 1, 2).float().div_(255)
-                out = self.model.predict_proba(batch).float().cpu().numpy()
-                for i, p in zip(chunk, out):
-                    h, w = arrays[i].shape[:2]
-                    if p.shape != (h, w):
-                        p = np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
-                    probs[i] = np.ascontiguousarray(p, dtype=np.float32)
+        for scale in (1.0, *self.settings.extra_scales):
+            inputs = [self._network_input(image, size, scale) for image in arrays]
+            groups: dict[tuple[int, int], list[int]] = {}
+            for i, x in enumerate(inputs):
+                groups.setdefault(x.shape[:2], []).append(i)
+            for indices in groups.values():
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start:start + self.batch_size]
+                    batch = torch.from_numpy(np.stack([inputs[i] for i in chunk])).to(self.device)
+                    batch = batch.permute(0, 3, 1, 2).float().div_(255)
+                    out = self.model.predict_proba(batch).float().cpu().numpy()
+                    for i, p in zip(chunk, out):
+                        h, w = arrays[i].shape[:2]
+                        if p.shape != (h, w):
+                            p = np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+                        p = np.ascontiguousarray(p, dtype=np.float32)
+                        probs[i] = p if probs[i] is None else np.maximum(probs[i], p)
         return probs
 
     def postprocess(self, image: ImageSource, prob: np.ndarray, **overrides) -> EraseResult:
@@ -236,8 +268,9 @@ class FaceEraser:
         if prob.shape != image.shape[:2]:
             raise ValueError(f"probability map shape {prob.shape} does not match image size "
                              f"{image.shape[:2]}")
-        threshold = compute_threshold(prob, options.threshold, options.threshold_value)
-        mask = refine_mask(prob > threshold, options.dilation, options.min_area)
+        threshold = compute_threshold(prob, options.threshold, options.threshold_value,
+                                      floor=options.threshold_floor, ceiling=options.threshold_ceiling)
+        mask = refine_mask(prob > threshold, options.dilation, options.min_area, options.dilation_ratio)
         mask = shape_mask(mask, options.mask_shape)
         return EraseResult(
             image=image, probabilities=prob, threshold=threshold, mask=mask,
@@ -253,11 +286,14 @@ class FaceEraser:
         arrays = _load_all(images)
         return [self.postprocess(image, prob) for image, prob in zip(arrays, self.predict(arrays))]
 
-    def _network_input(self, image: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _network_input(image: np.ndarray, input_size: int, extra_scale: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
-        if self.input_size is None or max(h, w) == self.input_size:
+        target = round((input_size or max(h, w)) * extra_scale)
+        target = max(target, MIN_SIDE)
+        if max(h, w) == target:
             return image
-        scale = self.input_size / max(h, w)
+        scale = target / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 

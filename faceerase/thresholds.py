@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 THRESHOLD_MODES = ("auto", "seed", "fixed")
-AUTO_FLOOR = 0.3  # calibrated for the shipped model: benchmarks/results/calibration_hub.md
+AUTO_FLOOR = 0.3  # the defaults; a calibrated model carries its own (faceerase.settings)
 AUTO_CEILING = 0.6
 
 
 def compute_threshold(
-    prob: np.ndarray, mode: str = "auto", value: float | None = None, floor: float = AUTO_FLOOR
+    prob: np.ndarray, mode: str = "auto", value: float | None = None, floor: float = AUTO_FLOOR,
+    ceiling: float = AUTO_CEILING,
 ) -> float:
     """Return the threshold for ``prob`` (values in [0, 1]); pixels strictly above it are face.
 
@@ -18,7 +19,7 @@ def compute_threshold(
     ``min + 0.6 * (max - min)``; it always marks the relatively brightest part of the map.
     ``fixed``: ``value`` (required, in [0, 1]; ignored by the other modes).
     ``auto``: Otsu's threshold of the probability histogram clamped to
-    ``[floor, max(floor, AUTO_CEILING)]``, so a map with no probability above ``floor`` (no face)
+    ``[floor, max(floor, ceiling)]``, so a map with no probability above ``floor`` (no face)
     masks nothing.
     """
     prob = np.asarray(prob)
@@ -36,7 +37,7 @@ def compute_threshold(
         return _unit(value, "threshold value")
     if mode == "auto":
         floor = _unit(floor, "floor")
-        return float(min(max(_otsu(prob), floor), max(AUTO_CEILING, floor)))
+        return float(min(max(_otsu(prob), floor), max(_unit(ceiling, "ceiling"), floor)))
     raise ValueError(f"unknown threshold mode {mode!r}; choose one of {THRESHOLD_MODES}")
 
 

@@ -123,14 +123,14 @@ def test_input_size_resizes_for_the_network_and_back(tiny_model, face_image):
     expected = tiny_model.predict_proba(torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255)[0]
     expected = cv2.resize(expected.numpy(), (120, 100), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(prob, expected, atol=1e-5)
-    native = FaceEraser(tiny_model, device="cpu", input_size=None).predict([face_image])[0]
+    native = FaceEraser(tiny_model, device="cpu", input_size=0).predict([face_image])[0]
     direct = tiny_model.predict_proba(torch.from_numpy(face_image).permute(2, 0, 1)[None].float() / 255)[0]
     np.testing.assert_allclose(native, direct.numpy(), atol=1e-6)
 
 
 def test_batch_equals_single_and_groups_equal_sizes(tiny_model, face_image, monkeypatch):
     images = [face_image, face_image[:, ::-1], face_image[:80], face_image[::-1], face_image[10:90, 20:]]
-    eraser = FaceEraser(tiny_model, input_size=None, batch_size=2)
+    eraser = FaceEraser(tiny_model, input_size=0, batch_size=2)
     single = [eraser(image) for image in images]
     batch_sizes = []
     forward = tiny_model.predict_proba
