@@ -66,15 +66,17 @@ def run_deface(dataset, lists, limit, threshold: float, mask_scale: float) -> di
     return report
 
 
-def run_faceerase(model: str, dataset, lists, limit, input_size: int, threshold: str, speed_images: int) -> dict:
+def run_faceerase(model: str, dataset, lists, limit, input_size: int | None, threshold: str,
+                  speed_images: int) -> dict:
     """Evaluate a FaceErase model folder; for an untrained ``preset:NAME`` only time the network
     (random weights give random masks: neither their recall nor their inpainting time means anything)."""
     if not model.startswith("preset:"):
         eraser = FaceEraser(load_model(model, device="cpu"), device="cpu", input_size=input_size,
                             threshold=threshold)
-        return {"trained": True, **evaluate(eraser, dataset, difficulty_lists=lists, limit=limit)}
+        return {"trained": True, "input_size": eraser.input_size, "extra_scales": list(eraser.settings.extra_scales),
+                **evaluate(eraser, dataset, difficulty_lists=lists, limit=limit)}
     net = FaceEraseUNet.from_preset(model.split(":", 1)[1]).eval()
-    eraser = FaceEraser(net, device="cpu", input_size=input_size)
+    eraser = FaceEraser(net, device="cpu", input_size=input_size or 1024)
     images = [np.asarray(dataset[i]["image"].convert("RGB")) for i in range(min(speed_images, len(dataset)))]
     eraser.predict(images[:1])  # warm-up
     seconds = []
@@ -100,7 +102,8 @@ def main() -> None:
     parser.add_argument("--mask-scale", type=float, default=1.3, help="deface box growth")
     parser.add_argument("--model", nargs="*", default=[], help="FaceErase model folders, or preset:NAME (untrained)")
     parser.add_argument("--speed-images", type=int, default=50, help="images timed for an untrained preset")
-    parser.add_argument("--input-size", type=int, default=1024, help="FaceErase long side")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="FaceErase long side (default: the model's inference.json)")
     parser.add_argument("--faceerase-threshold", default="auto", help="FaceErase threshold mode")
     parser.add_argument("--output", default="deface_compare", help="stem of the files in benchmarks/results")
     args = parser.parse_args()
@@ -116,7 +119,8 @@ def main() -> None:
         report["s_per_image_over_deface"] = (report.get("s_per_image") or report["s_network_per_image"]) / (
             results["deface"]["s_per_image"])
         results[f"faceerase {model}"] = report
-        rows.append(row(f"FaceErase {model} @ {args.input_size} px"
+        scales = "".join(f"+{s}x" for s in report.get("extra_scales", []))
+        rows.append(row(f"FaceErase {model} @ {report.get('input_size', args.input_size)} px{scales}"
                         + (f", threshold {args.faceerase_threshold}" if report["trained"] else
                            " (untrained: network time only)"), report))
     data = {"date": started, "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
