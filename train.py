@@ -1,87 +1,82 @@
 """Train a FaceErase U-Net on WIDER FACE: a thin CLI over faceerase.training.train.
 
-    python train.py --data ../shared/widerface --preset fast --time-budget 600 --out runs/fast
+    python train.py --data ../shared/widerface --preset mobilenet --negatives ../shared/negatives --time-budget 600 --out runs/m
     torchrun --nproc_per_node 8 train.py --data packs/widerface_512.npz --preset fast --steps 20000 --out runs/ddp
+
+Every option is a field of ``TrainConfig`` (its type, default and help come from there).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
+import types
+import typing
 
-from faceerase.training import BEST_METRICS, LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, train
+from faceerase.training import TrainConfig, train
+
+# Shorthands that fill ``model_overrides``.
+MODEL_OVERRIDES = ("in_channels", "base_channels", "depth", "stem_stride")
+
+
+def _base_type(annotation) -> type:
+    """``int | None`` -> int, ``tuple[float, float]`` -> tuple, ``str`` -> str."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return typing.get_origin(annotation) or annotation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One option per :class:`TrainConfig` field (``--no-X`` for fields that default to True)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta.get("help"):
+            continue
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        default, kind = getattr(defaults, f.name), _base_type(hints[f.name])
+        if f.name == "model_overrides":
+            for name in MODEL_OVERRIDES:
+                group.add_argument("--" + name.replace("_", "-"), type=int, help="override the preset")
+        elif kind is bool and default:
+            group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
+                               help=f"do not: {meta['help']}")
+        elif kind is bool:
+            group.add_argument(flag, dest=f.name, action="store_true", help=meta["help"])
+        elif kind is tuple:
+            group.add_argument(flag, dest=f.name, type=float, nargs=2, default=default, metavar=("MIN", "MAX"),
+                               help=meta["help"])
+        else:
+            group.add_argument(flag, dest=f.name, type=kind, default=default, choices=meta.get("choices"),
+                               help=meta["help"])
+    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a :class:`TrainConfig`."""
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    data = p.add_argument_group("data")
-    data.add_argument("--data", default=d.data, help="WIDER FACE folder, Hub dataset id or pack file (.npz)")
-    data.add_argument("--train-split", default=d.train_split)
-    data.add_argument("--val-split", default=d.val_split, help="'none' disables validation")
-    data.add_argument("--val-limit", type=int, default=d.val_limit, help="validate on the first N images")
-    data.add_argument("--image-size", type=int, default=d.image_size, help="long side of decoded images")
-    data.add_argument("--mask-shape", choices=("box", "ellipse"), default=d.mask_shape)
-    data.add_argument("--crop-size", type=int, default=d.crop_size)
-    data.add_argument("--scale-range", type=float, nargs=2, default=d.scale_range, metavar=("MIN", "MAX"))
-    data.add_argument("--negatives", default=d.negatives, help="folder of face-less photos (empty targets)")
-    data.add_argument("--negative-fraction", type=float, default=d.negative_fraction,
-                      help="share of crops drawn from --negatives")
-    data.add_argument("--workers", type=int, default=d.workers, help="image decoding threads")
-    model = p.add_argument_group("model")
-    model.add_argument("--preset", default=d.preset, help="seed, accurate, fast, live or mobilenet")
-    model.add_argument("--no-pretrained", action="store_true",
-                       help="do not initialise a pretrained encoder (mobilenet_v2) from ImageNet")
-    for name in ("in-channels", "base-channels", "depth", "stem-stride"):
-        model.add_argument(f"--{name}", type=int, help="override the preset")
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--steps", type=int, default=d.steps)
-    opt.add_argument("--epochs", type=float, default=d.epochs)
-    opt.add_argument("--time-budget", type=float, default=d.time_budget, help="seconds")
-    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio)
-    opt.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    opt.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    opt.add_argument("--loss", choices=LOSSES, default=d.loss)
-    opt.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    run = p.add_argument_group("run")
-    run.add_argument("--eval-interval", type=int, default=d.eval_interval)
-    run.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    run.add_argument("--best-metric", choices=BEST_METRICS, default=d.best_metric)
-    run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model")
-    run.add_argument("--seed", type=int, default=d.seed)
-    run.add_argument("--out", default=d.out_dir, help="output directory")
-    run.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
-    run.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the best model (needs HF_TOKEN or login)")
-    run.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    overrides = {k: v for k, v in (("in_channels", a.in_channels), ("base_channels", a.base_channels),
-                                   ("depth", a.depth), ("stem_stride", a.stem_stride)) if v is not None}
+    values = vars(build_parser().parse_args(argv))
+    values["model_overrides"] = {k: values.pop(k) for k in MODEL_OVERRIDES if values.get(k) is not None}
+    for name in MODEL_OVERRIDES:
+        values.pop(name, None)
+    if values.get("val_split") == "none":
+        values["val_split"] = None
     command = "python " + shlex.join(["train.py", *(sys.argv[1:] if argv is None else argv)])
-    return TrainConfig(
-        data=a.data, train_split=a.train_split, val_split=None if a.val_split == "none" else a.val_split,
-        val_limit=a.val_limit, image_size=a.image_size, preset=a.preset, model_overrides=overrides,
-        pretrained=not a.no_pretrained, negatives=a.negatives, negative_fraction=a.negative_fraction,
-        mask_shape=a.mask_shape, crop_size=a.crop_size, scale_range=tuple(a.scale_range), steps=a.steps,
-        epochs=a.epochs, time_budget=a.time_budget, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
-        min_lr_ratio=a.min_lr_ratio, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps,
-        schedule=a.schedule, loss=a.loss, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
-        eval_batch_size=a.eval_batch_size, best_metric=a.best_metric, device=a.device, bf16=not a.no_bf16,
-        compile=a.compile, workers=a.workers, seed=a.seed, out_dir=a.out, resume=a.resume,
-        push_to_hub=a.push_to_hub, command=command, progress=not a.no_progress)
+    return TrainConfig(**values, command=command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    summary = train(parse_args(argv))
+    try:
+        summary = train(parse_args(argv))
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
+        sys.exit(f"train.py: error: {error}")
     if summary.get("out_dir"):
         print(json.dumps(summary, indent=2))
 

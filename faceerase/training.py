@@ -34,56 +34,70 @@ SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adamw", "adam")
 
 
+def _opt(default, help: str, group: str, **extra):
+    """A :class:`TrainConfig` field with its command-line help and group (``train.py`` builds its parser from them)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "group": group, **extra})
+    return field(default=default, metadata={"help": help, "group": group, **extra})
+
+
+# Fields that may change when a run is resumed; every other field must equal the checkpoint's.
+RESUMABLE_CHANGES = frozenset({"steps", "epochs", "time_budget", "eval_interval", "eval_batch_size", "log_interval",
+                               "device", "workers", "out_dir", "resume", "push_to_hub", "command", "progress",
+                               "val_limit", "compile"})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (JSON-serialisable; recorded in the checkpoint and card).
 
-    ``pretrained`` initialises an encoder that has ImageNet weights (``mobilenet_v2``) from them. ``negatives``
-    is a folder of face-less photos; ``negative_fraction`` of the crops are drawn from it (empty targets).
     Stopping: ``steps``, else ``epochs`` (one epoch = as many crops as training images, over all ranks),
     else 2,000 steps; ``time_budget`` (seconds) stops earlier and, with no step count, drives the schedule.
-    The 2018 seed recipe is ``optimizer="adam", lr=1e-3, schedule="constant", loss="seed"``.
+    The 2018 seed recipe is ``preset="seed", optimizer="adam", lr=1e-3, schedule="constant", loss="seed"``.
     """
 
-    data: str = "../shared/widerface"
-    train_split: str = "train"
-    val_split: str | None = "validation"
-    val_limit: int | None = None
-    image_size: int = 512
-    preset: str = "fast"
-    model_overrides: dict = field(default_factory=dict)
-    pretrained: bool = True
-    negatives: str | None = None
-    negative_fraction: float = 0.2
-    mask_shape: str = "box"
-    crop_size: int = 256
-    scale_range: tuple[float, float] = (0.4, 2.5)
-    steps: int | None = None
-    epochs: float | None = None
-    time_budget: float | None = None
-    batch_size: int = 16
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    schedule: str = "cosine"
-    loss: str = "bce_dice"
-    grad_clip: float = 1.0
-    eval_interval: int = 500
-    eval_batch_size: int = 8
-    best_metric: str = "val_iou"
-    log_interval: int = 10
-    device: str = "auto"
-    bf16: bool = True
-    compile: bool = False
-    workers: int = 4
-    seed: int = 0
-    out_dir: str = "runs/default"
-    resume: bool = False
-    push_to_hub: str | None = None
-    command: str | None = None
-    progress: bool = True
+    data: str = _opt("../shared/widerface", "WIDER FACE folder, Hub dataset id or pack file (.npz)", "data")
+    train_split: str = _opt("train", "training split", "data")
+    val_split: str | None = _opt("validation", "validation split; 'none' disables validation", "data")
+    val_limit: int | None = _opt(None, "validate on the first N images only", "data")
+    image_size: int = _opt(512, "long side of decoded images (never upscaled)", "data")
+    negatives: str | None = _opt(None, "folder of face-less photos: crops of them have empty targets", "data")
+    negative_fraction: float = _opt(0.2, "share of crops drawn from --negatives", "data")
+    mask_shape: str = _opt("box", "training target per face", "data", choices=("box", "ellipse"))
+    crop_size: int = _opt(256, "side of the square training crops", "data")
+    scale_range: tuple[float, float] = _opt((0.4, 2.5), "log-uniform rescale range of the decoded images", "data")
+    workers: int = _opt(4, "image decoding threads", "data")
+    preset: str = _opt("fast", "model preset: seed, accurate, fast, live or mobilenet", "model")
+    model_overrides: dict = _opt({}, "preset overrides (--in-channels, --base-channels, --depth, --stem-stride)",
+                                 "model")
+    pretrained: bool = _opt(True, "initialise a pretrained encoder (mobilenet_v2) from ImageNet", "model")
+    steps: int | None = _opt(None, "optimizer steps", "optimization")
+    epochs: float | None = _opt(None, "epochs (crops = epochs x training images) when --steps is not given",
+                                "optimization")
+    time_budget: float | None = _opt(None, "stop after this many seconds; drives the schedule without --steps",
+                                     "optimization")
+    batch_size: int = _opt(16, "crops per step and process", "optimization")
+    optimizer: str = _opt("adamw", "optimizer", "optimization", choices=OPTIMIZERS)
+    lr: float = _opt(3e-3, "peak learning rate", "optimization")
+    min_lr_ratio: float = _opt(0.05, "final learning rate of the cosine schedule, relative to --lr", "optimization")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay", "optimization")
+    warmup_steps: int = _opt(100, "linear warm-up steps", "optimization")
+    schedule: str = _opt("cosine", "learning-rate schedule", "optimization", choices=SCHEDULES)
+    loss: str = _opt("bce_dice", "bce_dice, or seed: BCE + 0.1 (1 - soft IoU)", "optimization", choices=LOSSES)
+    grad_clip: float = _opt(1.0, "gradient norm clip (0: off)", "optimization")
+    eval_interval: int = _opt(500, "validate and checkpoint every N steps", "run")
+    eval_batch_size: int = _opt(8, "validation images per pass", "run")
+    best_metric: str = _opt("val_iou", "metric that chooses OUT/best", "run", choices=BEST_METRICS)
+    log_interval: int = _opt(10, "progress-bar update interval (steps)", "run")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N", "run")
+    bf16: bool = _opt(True, "bf16 autocast on CUDA", "run")
+    compile: bool = _opt(False, "torch.compile the model", "run")
+    seed: int = _opt(0, "random seed", "run")
+    out_dir: str = _opt("runs/default", "output folder (metrics.jsonl, ckpt.pt, best/)", "run", flag="--out")
+    resume: bool = _opt(False, "continue from OUT/ckpt.pt (the model and data settings must match it)", "run")
+    push_to_hub: str | None = _opt(None, "upload OUT/best to this Hub repo (needs HF_TOKEN or a login)", "run")
+    progress: bool = _opt(True, "show a progress bar", "run")
+    command: str | None = field(default=None, metadata={"help": None})
 
     def __post_init__(self):
         for name, value, allowed in (("loss", self.loss, LOSSES), ("schedule", self.schedule, SCHEDULES),
@@ -94,6 +108,16 @@ class TrainConfig:
         if not 0 <= self.negative_fraction < 1:
             raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         self.scale_range = tuple(self.scale_range)
+
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """The settings that differ from a checkpoint's config ``saved`` and may not change on resume."""
+        current = asdict(self)
+        return [f"{name}: checkpoint {saved.get(name)!r}, now {current[name]!r}" for name in current
+                if name not in RESUMABLE_CHANGES and name in saved and _jsonable(saved[name]) != _jsonable(current[name])]
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor,
@@ -209,6 +233,16 @@ def train(config: TrainConfig) -> dict:
 def _train(config: TrainConfig, device: torch.device, rank: int, world: int, master: bool,
            token: str | None) -> dict:
     out_dir = Path(config.out_dir)
+    ckpt_path = out_dir / "ckpt.pt"
+    ckpt = None
+    if config.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        conflicts = config.resume_conflicts(ckpt.get("config", {}))
+        if conflicts:
+            raise ValueError(f"--resume: {ckpt_path} was trained with other settings ({'; '.join(conflicts)}); "
+                             "resume with the same settings or start a new --out")
+    elif config.resume and master:
+        print(f"no checkpoint at {ckpt_path}: starting from scratch")
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     divisor = model.size_divisor
@@ -240,11 +274,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, elapsed_before, best = 0, 0.0, None
-    ckpt_path = out_dir / "ckpt.pt"
-    if config.resume and not ckpt_path.is_file() and master:
-        print(f"no checkpoint at {ckpt_path}: starting from scratch")
-    if config.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed_before, best = ckpt["step"], ckpt["elapsed"], ckpt["best"]

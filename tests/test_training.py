@@ -135,3 +135,28 @@ def test_two_process_ddp_on_cpu(env, tmp_path):
     assert [r["step"] for r in records] == [2, 4]  # written once, by rank 0
     assert records[-1]["crops_per_s"] > 0
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 4
+
+
+def test_cli_has_one_option_per_config_field_with_its_help():
+    from dataclasses import fields
+
+    text = train_cli.build_parser().format_help()
+    for f in fields(TrainConfig):
+        if f.metadata.get("help"):
+            flag = f.metadata.get("flag") or "--" + ("no-" if f.default is True else "") + f.name.replace("_", "-")
+            if f.name != "model_overrides":
+                assert flag in text, flag
+    config = train_cli.parse_args(["--no-pretrained", "--negatives", "neg", "--scale-range", "0.5", "2",
+                                   "--no-bf16", "--compile", "--val-limit", "3", "--mask-shape", "ellipse"])
+    assert (config.pretrained, config.bf16, config.compile) == (False, False, True)
+    assert config.negatives == "neg" and config.scale_range == (0.5, 2.0) and config.val_limit == 3
+    assert config.mask_shape == "ellipse" and config.model_overrides == {}
+
+
+def test_resume_refuses_a_checkpoint_trained_with_other_settings(env, tmp_path):
+    wider, _ = env
+    base = dict(data=str(wider), out_dir=str(tmp_path / "r"), val_split=None, eval_interval=2, **TINY)
+    train(TrainConfig(steps=2, **base))
+    with pytest.raises(ValueError, match=r"crop_size: checkpoint 64, now 32"):
+        train(TrainConfig(steps=4, resume=True, **{**base, "crop_size": 32}))
+    assert train(TrainConfig(steps=3, resume=True, **base))["step"] == 3  # the stopping rule may change
