@@ -20,6 +20,7 @@ from torch import nn
 
 from faceerase.decoder import UNetDecoder
 from faceerase.encoders import ENCODERS, MobileNetV2Encoder, build_encoder
+from faceerase.geometry import padding_for
 from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings, warn_defaults
 
 REPO_URL = "https://github.com/faceerase/faceerase"
@@ -189,10 +190,8 @@ class FaceEraseUNet(
         elif images.shape[1] == 1 and self.in_channels == 3:
             images = images.expand(-1, 3, -1, -1)
         h, w = images.shape[-2:]
-        d = self.size_divisor
-        ph, pw = -h % d, -w % d
+        ph, pw, mode = padding_for(h, w, self.size_divisor)
         if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
             images = F.pad(images, (0, pw, 0, ph), mode=mode)
         logits = self(images)[:, 0, :h, :w]
         return torch.sigmoid(logits.float())

@@ -26,6 +26,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "hub"
 DEFAULT_REPO_ID = "faceerase/faceerase-unet"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+ONNX_NAME = "model.onnx"
+BACKENDS = ("torch", "onnx")
 
 
 class ModelLoadError(RuntimeError):
@@ -181,6 +183,8 @@ class FaceEraser:
             0 for the native size. Probabilities come back at the original size.
         extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
+        backend: ``torch``, or ``onnx`` (onnxruntime on the CPU: the folder's ``model.onnx`` when it has one, else
+            the model exported in memory; same probabilities within 1e-5).
         threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
             threshold_ceiling, mask_shape, color: defaults of :class:`EraseOptions`, overridable per
             call of :meth:`postprocess`.
@@ -207,7 +211,10 @@ class FaceEraser:
         mask_shape: str = "predicted",
         color: tuple[int, int, int] = (0, 0, 0),
         batch_size: int = 8,
+        backend: str = "torch",
     ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         if input_size is not None and input_size != 0 and input_size < MIN_SIDE:
             raise ValueError(f"input_size must be 0 (native size) or at least {MIN_SIDE}, got {input_size}")
         if batch_size < 1:
@@ -217,6 +224,8 @@ class FaceEraser:
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
+        self.backend = backend
+        self._onnx = _onnx_runner(self.model, model) if backend == "onnx" else None
         given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
                  "dilation_ratio": dilation_ratio, "min_area": min_area, "threshold_floor": threshold_floor,
                  "threshold_ceiling": threshold_ceiling}
@@ -248,9 +257,7 @@ class FaceEraser:
             for indices in groups.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start:start + self.batch_size]
-                    batch = torch.from_numpy(np.stack([inputs[i] for i in chunk])).to(self.device)
-                    batch = batch.permute(0, 3, 1, 2).float().div_(255)
-                    out = self.model.predict_proba(batch).float().cpu().numpy()
+                    out = self._network(np.stack([inputs[i] for i in chunk]))
                     for i, p in zip(chunk, out):
                         h, w = arrays[i].shape[:2]
                         if p.shape != (h, w):
@@ -286,6 +293,13 @@ class FaceEraser:
         arrays = _load_all(images)
         return [self.postprocess(image, prob) for image, prob in zip(arrays, self.predict(arrays))]
 
+    def _network(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (B, H, W) of a uint8 (B, H, W, 3) batch, with the chosen backend."""
+        if self._onnx is not None:
+            return self._onnx.predict_proba(batch.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+        return self.model.predict_proba(images).float().cpu().numpy()
+
     @staticmethod
     def _network_input(image: np.ndarray, input_size: int, extra_scale: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
@@ -296,6 +310,16 @@ class FaceEraser:
         scale = target / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _onnx_runner(model: FaceEraseUNet, source: FaceEraseUNet | str | Path | None):
+    """An onnxruntime runner: the model folder's ``model.onnx`` when it has one, else ``model`` exported now."""
+    from faceerase.onnx_model import OnnxFaceModel, export_onnx
+
+    folder = DEFAULT_MODEL_DIR if source is None else source
+    if not isinstance(folder, FaceEraseUNet) and _is_local(folder) and (Path(folder) / ONNX_NAME).is_file():
+        return OnnxFaceModel(Path(folder) / ONNX_NAME)
+    return OnnxFaceModel(export_onnx(model))
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

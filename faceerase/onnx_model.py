@@ -1,0 +1,133 @@
+"""ONNX export of a FaceEraseUNet and an onnxruntime runner with the same ``predict_proba`` contract.
+
+The exported graph maps float images (B, C, H, W) in [0, 1], H and W multiples of the model's size divisor (batch,
+height and width dynamic), to face probabilities (B, H, W). The model's config, size divisor, input channels and
+inference settings travel in the file's metadata (``faceerase.*`` keys), so a runner needs nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from faceerase.geometry import padding_for
+from faceerase.settings import InferenceSettings
+
+OPSET = 17
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+class OnnxExportError(RuntimeError):
+    """The model cannot be exported to ONNX; the message says which operation failed."""
+
+
+def export_onnx(model, path: str | Path | None = None, *, opset: int = OPSET) -> bytes:
+    """Export ``model`` (a :class:`~faceerase.model.FaceEraseUNet`) to ONNX; returns the file's bytes and writes
+    them to ``path`` when given.
+
+    Raises:
+        OnnxExportError: an operation of the model has no ONNX equivalent at ``opset``.
+    """
+    import onnx
+    import torch
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images):
+            return torch.sigmoid(self.net(images))[:, 0]
+
+    model = model.eval()
+    d = model.size_divisor
+    example = torch.rand(1, model.in_channels, 2 * d, 3 * d)
+    buffer = io.BytesIO()
+    try:  # the exporter prints graphs and tracer warnings: keep them off the user's terminal
+        with _stdout_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Probabilities(model).eval(), (example,), buffer, input_names=["images"],
+                              output_names=["probabilities"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                            "probabilities": {0: "batch", 1: "height", 2: "width"}})
+    except Exception as e:  # torch raises several unrelated types for unsupported operators
+        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise OnnxExportError(f"cannot export this model to ONNX opset {opset}: {reason}") from None
+    proto = onnx.load_from_string(buffer.getvalue())
+    config = getattr(model, "_hub_mixin_config", None) or {}
+    metadata = {"faceerase.config": json.dumps(config, default=list),
+                "faceerase.size_divisor": str(d), "faceerase.in_channels": str(model.in_channels)}
+    if model.inference_settings is not None:
+        metadata["faceerase.inference_settings"] = json.dumps(asdict(model.inference_settings))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    data = proto.SerializeToString()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Silence file descriptor 1 (the exporter's C++ side prints whole graphs when it fails)."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class OnnxFaceModel:
+    """Runs an exported FaceErase model with onnxruntime on the CPU.
+
+    Args:
+        source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
+        threads: intra-op threads (None: onnxruntime's default, one per core).
+    """
+
+    def __init__(self, source: str | Path | bytes, *, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        data = source if isinstance(source, bytes) else str(source)
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "faceerase.size_divisor" not in meta:
+            raise ValueError("not a FaceErase ONNX model (no faceerase.size_divisor metadata)")
+        self.size_divisor = int(meta["faceerase.size_divisor"])
+        self.in_channels = int(meta["faceerase.in_channels"])
+        settings = meta.get("faceerase.inference_settings")
+        self.inference_settings = InferenceSettings(**json.loads(settings)) if settings else None
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Face probabilities (B, H, W) for float32 images (B, 1 or 3, H, W) in [0, 1] of any size, as
+        :meth:`FaceEraseUNet.predict_proba <faceerase.model.FaceEraseUNet.predict_proba>` computes them."""
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected a (B, 1 or 3, H, W) array, got shape {images.shape}")
+        images = np.asarray(images, np.float32)
+        if images.shape[1] == 3 and self.in_channels == 1:
+            images = np.tensordot(images, LUMA, axes=([1], [0]))[:, None]
+        elif images.shape[1] == 1 and self.in_channels == 3:
+            images = np.repeat(images, 3, axis=1)
+        h, w = images.shape[-2:]
+        ph, pw, mode = padding_for(h, w, self.size_divisor)
+        if ph or pw:
+            images = np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)),
+                            mode="reflect" if mode == "reflect" else "edge")
+        out = self.session.run(None, {"images": np.ascontiguousarray(images)})[0]
+        return out[:, :h, :w]

@@ -1,0 +1,76 @@
+"""ONNX export and the onnxruntime backend: same probabilities as PyTorch on real photos, clear export errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from faceerase.images import load_image
+from faceerase.model import FaceEraseUNet
+from faceerase.onnx_model import OnnxExportError, OnnxFaceModel, export_onnx
+from faceerase.pipeline import ONNX_NAME, FaceEraser
+from faceerase.settings import InferenceSettings
+from test_encoders import EXAMPLES
+
+TOLERANCE = 1e-5  # max abs difference of probabilities, onnxruntime vs PyTorch (fp32)
+
+
+def photos(size: int) -> list[np.ndarray]:
+    import cv2
+
+    out = []
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        image = load_image(path)
+        scale = size / max(image.shape[:2])
+        out.append(cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale))))
+    return out
+
+
+@pytest.mark.parametrize("preset, overrides", [("mobilenet", {}), ("live", {"base_channels": 4, "depth": 2}),
+                                               ("seed", {"base_channels": 4, "depth": 2})])
+def test_onnxruntime_matches_pytorch_on_real_photos(preset, overrides, tmp_path):
+    torch.manual_seed(0)
+    model = FaceEraseUNet.from_preset(preset, **overrides).eval()
+    model.inference_settings = InferenceSettings(input_size=640, dilation=3, source="test")
+    path = tmp_path / "m.onnx"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # export changes nothing
+    runner = OnnxFaceModel(path)
+    assert runner.size_divisor == model.size_divisor and runner.in_channels == model.in_channels
+    assert runner.inference_settings == model.inference_settings
+    for image in photos(150):  # sides that are not multiples of the divisor: padding must agree too
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        expected = model.predict_proba(x).numpy()
+        got = runner.predict_proba(x.numpy())
+        assert got.shape == expected.shape == (1, *image.shape[:2])
+        assert np.abs(got - expected).max() < TOLERANCE
+
+
+def test_unsupported_operation_is_a_clear_error():
+    model = FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval()
+    model.head.register_forward_hook(lambda module, inputs, out: out + torch.special.erfcx(out))
+    with pytest.raises(OnnxExportError, match=r"cannot export .* opset 17: .*special_erfcx.* not supported") as info:
+        export_onnx(model)
+    assert "\n" not in str(info.value)
+
+
+def test_eraser_onnx_backend_matches_torch(tiny_model):
+    images = photos(200)
+    torch_maps = FaceEraser(tiny_model, device="cpu", input_size=128).predict(images)
+    onnx_maps = FaceEraser(tiny_model, device="cpu", input_size=128, backend="onnx").predict(images)
+    for a, b in zip(torch_maps, onnx_maps):
+        assert np.abs(a - b).max() < TOLERANCE
+    with pytest.raises(ValueError, match="unknown backend"):
+        FaceEraser(tiny_model, backend="tensorrt")
+
+
+def test_eraser_uses_the_folders_onnx_file(tiny_model, tmp_path):
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    torch.manual_seed(5)
+    other = FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval()
+    export_onnx(other, folder / ONNX_NAME)  # a different model: its output proves which graph ran
+    image = photos(64)[0]
+    from_file = FaceEraser(folder, device="cpu", input_size=64, backend="onnx").predict([image])[0]
+    expected = FaceEraser(other, device="cpu", input_size=64).predict([image])[0]
+    assert np.abs(from_file - expected).max() < TOLERANCE
