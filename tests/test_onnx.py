@@ -64,13 +64,29 @@ def test_eraser_onnx_backend_matches_torch(tiny_model):
         FaceEraser(tiny_model, backend="tensorrt")
 
 
-def test_eraser_uses_the_folders_onnx_file(tiny_model, tmp_path):
+def test_eraser_uses_the_folders_onnx_file_only_when_it_matches_the_weights(tiny_model, tmp_path, monkeypatch):
+    from faceerase import onnx_model
+
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)
-    torch.manual_seed(5)
-    other = FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval()
-    export_onnx(other, folder / ONNX_NAME)  # a different model: its output proves which graph ran
+    export_onnx(tiny_model, folder / ONNX_NAME)
     image = photos(64)[0]
-    from_file = FaceEraser(folder, device="cpu", input_size=64, backend="onnx").predict([image])[0]
-    expected = FaceEraser(other, device="cpu", input_size=64).predict([image])[0]
+    expected = FaceEraser(tiny_model, device="cpu", input_size=64, backend="torch").predict([image])[0]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the folder's model.onnx should have been used")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx_model, "export_onnx", no_export)
+        from_file = FaceEraser(folder, device="cpu", input_size=64, backend="onnx").predict([image])[0]
     assert np.abs(from_file - expected).max() < TOLERANCE
+    torch.manual_seed(5)
+    export_onnx(FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval(), folder / ONNX_NAME)  # stale
+    with pytest.warns(UserWarning, match="was not exported from model.safetensors"):
+        refreshed = FaceEraser(folder, device="cpu", input_size=64, backend="onnx").predict([image])[0]
+    assert np.abs(refreshed - expected).max() < TOLERANCE
+
+
+def test_auto_backend_is_onnxruntime_on_cpu(tiny_model):
+    assert FaceEraser(tiny_model, device="cpu").backend == "onnx"
+    assert FaceEraser(tiny_model, device="cpu", backend="torch").backend == "torch"

@@ -128,13 +128,14 @@ def test_input_size_resizes_for_the_network_and_back(tiny_model, face_image):
     np.testing.assert_allclose(native, direct.numpy(), atol=1e-6)
 
 
-def test_batch_equals_single_and_groups_equal_sizes(tiny_model, face_image, monkeypatch):
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_batch_equals_single_and_groups_equal_sizes(tiny_model, face_image, monkeypatch, backend):
     images = [face_image, face_image[:, ::-1], face_image[:80], face_image[::-1], face_image[10:90, 20:]]
-    eraser = FaceEraser(tiny_model, input_size=0, batch_size=2)
+    eraser = FaceEraser(tiny_model, input_size=0, batch_size=2, backend=backend)
     single = [eraser(image) for image in images]
     batch_sizes = []
-    forward = tiny_model.predict_proba
-    monkeypatch.setattr(tiny_model, "predict_proba", lambda x: batch_sizes.append(len(x)) or forward(x))
+    forward = eraser._network
+    monkeypatch.setattr(eraser, "_network", lambda x: batch_sizes.append(len(x)) or forward(x))
     batched = eraser.erase_batch(images)
     assert sorted(batch_sizes) == [1, 1, 1, 2]
     for a, b in zip(single, batched):
