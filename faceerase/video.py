@@ -7,9 +7,9 @@ seen in frame ``t`` stays masked for the next ``window - 1`` frames even if the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from faceerase.metadata import allowed_video_tags
+from faceerase.outputs import atomic_output, temp_path
 
 if TYPE_CHECKING:
     from faceerase.pipeline import EraseResult, FaceEraser
@@ -108,12 +111,13 @@ def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWri
 
 @dataclass
 class VideoSummary:
-    """What :func:`anonymize_video` did: frame count, per-frame results' regions and threshold."""
+    """What :func:`anonymize_video` did: frame count, per-frame results' regions and threshold, audio, warnings."""
 
     frames: int = 0
     regions: list[list] = field(default_factory=list)  # faceerase.masks.Region per frame
     thresholds: list[float] = field(default_factory=list)
-    audio: str = "none"  # "kept", "dropped (...)" or "none"
+    audio: str = "none"  # "none" (no audio track), "kept", "dropped (why)" or "unknown (why)"
+    warnings: list[str] = field(default_factory=list)  # one line each: truncated source, audio lost
 
 
 def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -140,21 +144,36 @@ def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *, te
                     on_frame: Callable[[int], None] | None = None) -> VideoSummary:
     """Anonymize every frame of ``source`` into ``destination`` (same fps and size), atomically.
 
-    Audio is copied with ffmpeg when it is on PATH (``summary.audio``); otherwise the output is
-    silent and ``summary.audio`` says why. Container metadata is dropped unless ``keep_metadata``.
+    The finished file is decoded again before it replaces ``destination``: when fewer frames come back
+    than were written it is a :class:`VideoError` and nothing is left behind. ``summary.warnings`` says
+    when ``source`` decodes to fewer frames than its container declares (truncated or corrupt: the
+    output holds every frame that decoded) and when its audio was, or may have been, lost.
+    Audio is copied with ffmpeg when it is on PATH (``summary.audio``). Container metadata is dropped;
+    ``keep_metadata`` keeps the tags of :data:`faceerase.metadata.VIDEO_TAGS`.
     ``on_frame(n)`` is called after each frame (progress bars).
     """
     info = probe_video(source)
+    with atomic_output(destination) as tmp:
+        summary = _write_frames(eraser, source, tmp, info, TemporalMax(temporal_window), batch_size, on_frame)
+        summary.audio = _mux(tmp, source, keep_metadata)
+        check_frame_count(tmp, summary.frames, destination)
+    if info.frame_count > summary.frames:
+        summary.warnings.append(f"only {summary.frames} of the {info.frame_count} frames its container declares "
+                                f"could be decoded (truncated or corrupt video?)")
+    if summary.audio not in ("none", "kept"):
+        summary.warnings.append(f"audio {summary.audio}")
+    return summary
+
+
+def _write_frames(eraser: "FaceEraser", source: Path, path: Path, info: VideoInfo, smoother: TemporalMax,
+                  batch_size: int, on_frame: Callable[[int], None] | None) -> VideoSummary:
+    """Anonymize the frames of ``source`` into the silent video ``path``."""
     summary = VideoSummary()
     capture = cv2.VideoCapture(str(source))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=f".tmp{destination.suffix}",
-                                    dir=destination.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        writer = open_writer(tmp, info.fps, info.width, info.height)
+        writer = open_writer(path, info.fps, info.width, info.height)
         try:
-            for result in anonymize_frames(eraser, read_frames(capture), TemporalMax(temporal_window), batch_size):
+            for result in anonymize_frames(eraser, read_frames(capture), smoother, batch_size):
                 if result.anonymized.shape[:2] != (info.height, info.width):
                     raise VideoError("frame size changes within the video")
                 writer.write(cv2.cvtColor(result.anonymized, cv2.COLOR_RGB2BGR))
@@ -165,43 +184,68 @@ def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *, te
                     on_frame(1)
         finally:
             writer.release()
-            capture.release()
-        if summary.frames == 0:
-            raise VideoError("video has no decodable frames (corrupt or empty)")
-        summary.audio = _mux_audio(tmp, source, keep_metadata)
-        os.replace(tmp, destination)
     finally:
-        tmp.unlink(missing_ok=True)
+        capture.release()
+    if summary.frames == 0:
+        raise VideoError("video has no decodable frames (corrupt or empty)")
     return summary
 
 
+def count_frames(path: Path) -> int:
+    """How many frames of the video ``path`` decode."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def check_frame_count(path: Path, written: int, destination: Path) -> None:
+    """Raise :class:`VideoError` unless the video ``path`` (to become ``destination``) decodes to ``written``
+    frames: a writer that fails silently (full disk, codec error) must not pass for a finished output."""
+    decoded = count_frames(path)
+    if decoded != written:
+        raise VideoError(f"{written} frames were written to {destination} but {decoded} decode back "
+                         f"(write failed); the output was not kept")
+
+
 def has_audio(path: Path) -> bool | None:
-    """Whether ``path`` has an audio stream (None when ffprobe is unavailable)."""
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        return None
-    result = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index",
-                             "-of", "csv=p=0", str(path)], capture_output=True, text=True)
-    return bool(result.stdout.strip())
+    """Whether ``path`` has an audio stream, asked of ffprobe or else ffmpeg (None when neither is on PATH)."""
+    if ffprobe := shutil.which("ffprobe"):
+        result = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index",
+                                 "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+        return bool(result.stdout.strip())
+    if ffmpeg := shutil.which("ffmpeg"):
+        result = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+        return re.search(r"^\s*Stream #\S+.*: Audio:", result.stderr, re.MULTILINE) is not None
+    return None
 
 
-def _mux_audio(video: Path, source: Path, keep_metadata: bool) -> str:
-    """Copy ``source``'s audio into ``video`` in place with ffmpeg; return what happened to audio."""
+def _mux(video: Path, source: Path, keep_metadata: bool) -> str:
+    """Copy ``source``'s audio (and with ``keep_metadata`` its allow-listed tags) into ``video`` in place with
+    ffmpeg; return what happened to the audio (see :attr:`VideoSummary.audio`)."""
+    audio = has_audio(source)
+    tags = allowed_video_tags(source) if keep_metadata else {}
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        return "dropped (ffmpeg not found on PATH)"
-    if has_audio(source) is False:
+        if audio is None:
+            return "unknown (ffmpeg and ffprobe not found on PATH: an audio track, if any, was not copied)"
+        return "dropped (ffmpeg not found on PATH)" if audio else "none"
+    if not audio and not tags:
         return "none"
-    muxed = video.with_name(video.stem + ".mux" + video.suffix)
-    base = [ffmpeg, "-y", "-v", "error", "-i", str(video), "-i", str(source), "-map", "0:v:0", "-map", "1:a?",
-            "-c:v", "copy", "-shortest"]
-    if not keep_metadata:
-        base += ["-map_metadata", "-1"]
+    muxed = temp_path(video)
+    command = [ffmpeg, "-y", "-v", "error", "-i", str(video), "-i", str(source), "-map", "0:v:0", "-map", "1:a?",
+               "-c:v", "copy", "-map_metadata", "-1"]
+    for key, value in tags.items():
+        command += ["-metadata", f"{key}={value}"]
     try:
         for audio_codec in (["-c:a", "copy"], ["-c:a", "aac"]):
-            if subprocess.run([*base, *audio_codec, str(muxed)], capture_output=True).returncode == 0:
+            if subprocess.run([*command, *audio_codec, str(muxed)], capture_output=True).returncode == 0:
                 os.replace(muxed, video)
-                return "kept"
-        return "dropped (ffmpeg could not copy the audio stream)"
+                return "kept" if audio else "none"
+        return "dropped (ffmpeg could not copy the audio stream)" if audio else "none"
     finally:
         muxed.unlink(missing_ok=True)

@@ -59,13 +59,14 @@ def test_video_keeps_frame_count_fps_and_size(eraser, tmp_path):
     assert sorted(p.name for p in output.parent.iterdir()) == ["clip.mp4"]  # no temporary file left
 
 
-def test_audio_is_reported_as_dropped_without_ffmpeg(eraser, tmp_path, monkeypatch):
+def test_audio_is_reported_as_unknown_without_ffmpeg_and_ffprobe(eraser, tmp_path, monkeypatch):
     monkeypatch.setattr("faceerase.video.shutil.which", lambda name: None)
     source = tmp_path / "clip.avi"
     write_video(source, frames=3)
     assert output_suffix(source) == ".avi" and output_suffix(Path("x.webm")) == ".mp4"
     summary = anonymize_video(eraser, source, tmp_path / "out.avi")
-    assert summary.audio == "dropped (ffmpeg not found on PATH)"
+    assert summary.audio.startswith("unknown (ffmpeg and ffprobe not found on PATH")
+    assert summary.warnings == [f"audio {summary.audio}"]
 
 
 def test_corrupt_video_raises_and_leaves_nothing(eraser, tmp_path):
