@@ -1,7 +1,9 @@
 """The ``faceerase`` command: ``anonymize`` images, folders, videos or a webcam; ``evaluate`` on WIDER FACE.
 
-Exit codes: 0 everything succeeded, 1 some input failed (each reported on one line, the run goes on),
-2 usage error (bad option, output that would overwrite an input, model that does not load).
+Exit codes: 0 every input was anonymized or skipped with a reason (hidden, not an image or video, ...),
+1 some input failed (each reported on one line, the run goes on; unsupported images such as HEIC or
+animated GIF fail), 2 usage error (bad option, output or report that would overwrite an input, model that
+does not load).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -27,14 +29,18 @@ from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
 from faceerase.masks import MASK_SHAPES
-from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, TemporalMax, anonymize_frames, anonymize_video,
-                             open_writer, output_suffix, probe_video, read_frames)
+from faceerase.metadata import allowed_exif, describe_kept
+from faceerase.outputs import atomic_output, remove_stale_temp_files
+from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, TemporalMax, VideoError, anonymize_frames,
+                             anonymize_video, check_frame_count, open_writer, output_suffix, probe_video, read_frames)
 
 if TYPE_CHECKING:
     from faceerase.pipeline import FaceEraser
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-EXIF_ORIENTATION = 0x0112
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Images that may show faces but that this tool cannot read: they fail (exit code 1), never vanish.
+UNREADABLE_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
+                                         ".orf", ".rw2"})
 
 
 class UsageError(Exception):
@@ -48,6 +54,28 @@ class Job:
     source: Path
     destination: Path
     kind: str  # "image" or "video"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An input left alone on purpose: ``reason`` is counted in the summary, ``detail`` only reported."""
+
+    path: Path
+    reason: str
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason} {self.detail}" if self.detail else self.reason
+
+
+@dataclass
+class Plan:
+    """Every input a run sees: files to anonymize, files skipped with a reason, inputs failed up front."""
+
+    jobs: list[Job] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -79,6 +107,15 @@ def _int_at_least(minimum: int):
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
+_ANONYMIZE_EPILOG = (
+    "Every input is accounted for in the summary and the --report: images (single-frame "
+    f"{', '.join(sorted(IMAGE_EXTENSIONS))}) and videos are anonymized; multi-frame images (animated GIF, PNG or "
+    "WebP, multi-page TIFF) and HEIC, AVIF and camera raw files fail as unsupported; a JPEG's extra MPF images "
+    "(previews, depth maps) are dropped. In folders, hidden files and folders, links to folders (not followed), "
+    "broken links, special files and other file types are skipped with the reason. A video that decodes to fewer "
+    "frames than its container declares is written with a warning; one whose output does not decode back to "
+    "every written frame fails.")
+
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
@@ -102,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "anonymize", help="anonymize images, folders, videos or a webcam",
         description="Anonymize images, folders (recursively, mirroring the tree) and videos into OUT. "
                     "One folder is mirrored into OUT; with several inputs each goes to OUT/<its name>. "
-                    "With a single file, OUT may be the output file name.")
+                    "With a single file, OUT may be the output file name.", epilog=_ANONYMIZE_EPILOG)
     anon.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="image, video or folder")
     anon.add_argument("-o", "--output", type=Path, metavar="OUT", help="output folder (or file for a single input)")
     anon.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
@@ -114,10 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--mask-shape", choices=MASK_SHAPES, help="predicted mask (default), or an ellipse/box per region")
     anon.add_argument("--temporal-window", type=_positive_int, default=DEFAULT_TEMPORAL_WINDOW, metavar="N",
                       help="videos: mask the max probability over the last N frames (1 = off; default: %(default)s)")
-    anon.add_argument("--resume", action="store_true", help="skip inputs whose output already exists")
-    anon.add_argument("--keep-metadata", action="store_true",
-                      help="keep EXIF (minus orientation) in images; default strips EXIF, GPS and XMP")
-    anon.add_argument("--report", type=Path, metavar="FILE.jsonl", help="write an audit record per file")
+    anon.add_argument("--resume", action="store_true",
+                      help="skip inputs whose output exists and is not older than the input; "
+                           "append to the --report")
+    anon.add_argument("--keep-metadata", action="store_true", help=describe_kept())
+    anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
+                      help="write an audit record per input (anonymized, failed or skipped, with why); "
+                           "it must not be an input or an output")
     _model_options(anon)
     anon.set_defaults(handler=_cmd_anonymize)
 
@@ -183,6 +223,15 @@ def _kind(path: Path) -> str | None:
     return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
 
 
+def _unsupported(path: Path) -> str:
+    """Why the file ``path`` cannot be anonymized (it is neither an image nor a video this tool reads)."""
+    suffix = path.suffix.lower()
+    if suffix in UNREADABLE_IMAGE_EXTENSIONS:
+        return f"unsupported image format {suffix!r}: convert it to JPEG or PNG first"
+    return (f"unsupported format {suffix or '(no extension)'!r}; expected an image "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or a video")
+
+
 def _target(source: Path, destination: Path) -> Job:
     kind = _kind(source)
     if kind is not None and _kind(destination) != kind:
@@ -196,52 +245,101 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def plan(paths: list[Path], out: Path) -> tuple[list[Job], list[tuple[Path, str]]]:
-    """Map inputs to outputs; returns the jobs and per-input problems (missing, unsupported, empty).
+def _skip(entry: os.DirEntry) -> Skip | None:
+    """Why a folder entry that is not a folder to walk is left alone; None for images, videos and unreadable
+    images (those fail instead)."""
+    path = Path(entry.path)
+    if entry.name.startswith("."):
+        return Skip(path, "hidden folder" if entry.is_dir() else "hidden file")
+    if entry.is_dir():
+        return Skip(path, "link to a folder (not followed)")
+    if entry.is_symlink() and not path.exists():
+        return Skip(path, "broken link")
+    if not entry.is_file():
+        return Skip(path, "not a regular file")
+    suffix = path.suffix.lower()
+    if _kind(path) is None and suffix not in UNREADABLE_IMAGE_EXTENSIONS:
+        return Skip(path, "not an image or video", f"({suffix or 'no extension'})")
+    return None
+
+
+def _scan(folder: Path, found: Plan, media: list[Path]) -> None:
+    """Walk ``folder`` in name order: images and videos go to ``media``, every other entry to ``found``."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        found.problems.append((folder, f"cannot list folder: {error.strerror or error}"))
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            _scan(path, found, media)
+        elif (skip := _skip(entry)) is not None:
+            found.skips.append(skip)
+        elif _kind(path) is not None:
+            media.append(path)
+        else:
+            found.problems.append((path, _unsupported(path)))
+
+
+def plan(paths: list[Path], out: Path) -> Plan:
+    """Map inputs to outputs: every input and every entry of an input folder becomes a job, a skip or a problem.
 
     Raises :class:`UsageError` when an output would overwrite an input or land inside an input folder.
     """
-    jobs: list[Job] = []
-    problems: list[tuple[Path, str]] = []
+    found = Plan()
     out_resolved = out.resolve()
     single_file_out = len(paths) == 1 and _kind(out) is not None
     for path in paths:
         if not path.exists():
-            problems.append((path, "no such file or folder"))
+            found.problems.append((path, "no such file or folder"))
         elif path.is_dir():
             if _is_within(out_resolved, path.resolve()):
                 raise UsageError(f"output {out} is inside the input folder {path}; choose another output folder")
             root = out if len(paths) == 1 else out / path.resolve().name
-            files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-            media = [p for p in files if _kind(p)]
+            seen_before = len(found.skips) + len(found.problems)
+            media: list[Path] = []
+            _scan(path, found, media)
             if not media:
-                problems.append((path, "folder has no images or videos" if files else "empty folder"))
-            jobs += [_target(p, root / p.relative_to(path)) for p in media]
+                others = len(found.skips) + len(found.problems) > seen_before
+                found.problems.append((path, "folder has no images or videos" if others else "empty folder"))
+            found.jobs += [_target(p, root / p.relative_to(path)) for p in media]
         elif _kind(path) is None:
-            problems.append((path, f"unsupported format {path.suffix or '(no extension)'!r}; expected an image "
-                                   f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or a video"))
+            found.problems.append((path, _unsupported(path)))
         else:
-            jobs.append(_target(path, out if single_file_out else out / path.name))
-    inputs = {job.source.resolve() for job in jobs}
+            found.jobs.append(_target(path, out if single_file_out else out / path.name))
+    inputs = {job.source.resolve() for job in found.jobs}
     seen: dict[Path, Path] = {}
-    for job in jobs:
+    for job in found.jobs:
         resolved = job.destination.resolve()
         if resolved in inputs:
             raise UsageError(f"output {job.destination} would overwrite an input; choose another output")
         if resolved in seen:
             raise UsageError(f"{job.source} and {seen[resolved]} would both be written to {job.destination}")
         seen[resolved] = job.source
-    return jobs, problems
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file, through links too (either may not exist yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _check_report_path(report: Path | None, inputs: list[Path], todo: Plan) -> None:
+    """Refuse a ``--report`` that is an input or an output of the run: it would be overwritten with JSON."""
+    if report is None:
+        return
+    paths = [*inputs, *(s.path for s in todo.skips), *(p for p, _ in todo.problems),
+             *(p for job in todo.jobs for p in (job.source, job.destination))]
+    if any(_same_file(report, path) for path in paths):
+        raise UsageError(f"the report {report} is an input or an output of this run; choose another --report file")
 
 
 # --------------------------------------------------------------------------- images
-
-def _exif_without_orientation(source: Path) -> bytes | None:
-    with Image.open(source) as image:
-        exif = image.getexif()
-    exif.pop(EXIF_ORIENTATION, None)
-    return exif.tobytes() if len(exif) else None
-
 
 def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None) -> None:
     """Encode RGB ``pixels`` to ``destination`` (format from its extension) atomically, with no metadata
@@ -250,13 +348,18 @@ def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = N
     options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if exif:
         options["exif"] = exif
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
+    with atomic_output(destination) as tmp, tmp.open("wb") as handle:
+        Image.fromarray(pixels).save(handle, format=fmt, **options)
+
+
+def _frame_count(source: Path) -> int:
+    """Frames in the image ``source``: 1 for a JPEG whose extra MPF images (previews, depth maps) are dropped,
+    and for a file that does not open (:func:`~faceerase.images.load_image` then says why)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(pixels).save(handle, format=fmt, **options)
-        os.replace(tmp, destination)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        with Image.open(source) as image:
+            return 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - decoders raise many types; load_image reports them clearly
+        return 1
 
 
 def _regions(regions: list) -> list[dict[str, Any]]:
@@ -264,12 +367,15 @@ def _regions(regions: list) -> list[dict[str, Any]]:
              "mean_score": round(float(r.mean_score), 4)} for r in regions]
 
 
-def _anonymize_image(eraser: "FaceEraser", job: Job, keep_metadata: bool) -> dict[str, Any]:
-    from faceerase.images import load_image
+def _anonymize_image(eraser: "FaceEraser", job: Job, args: argparse.Namespace) -> dict[str, Any]:
+    from faceerase.images import InvalidImageError, load_image
 
+    frames = _frame_count(job.source)
+    if frames > 1:
+        raise InvalidImageError(f"unsupported: multi-frame image ({frames} frames); only single-frame images "
+                                f"are anonymized")
     result = eraser(load_image(job.source))
-    write_image(result.anonymized, job.destination,
-                exif=_exif_without_orientation(job.source) if keep_metadata else None)
+    write_image(result.anonymized, job.destination, exif=allowed_exif(job.source) if args.keep_metadata else None)
     return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
             "n_regions": len(result.regions)}
 
@@ -280,10 +386,8 @@ def _anonymize_video_job(eraser: "FaceEraser", job: Job, args: argparse.Namespac
         summary = anonymize_video(eraser, job.source, job.destination, temporal_window=args.temporal_window,
                                   batch_size=args.batch_size, keep_metadata=args.keep_metadata,
                                   on_frame=bar.update)
-    if summary.audio.startswith("dropped"):
-        tqdm.write(f"warning: {job.source}: audio {summary.audio}", file=sys.stderr)
     frame_regions = [{"frame": i, "regions": _regions(r)} for i, r in enumerate(summary.regions) if r]
-    return {"frames": summary.frames, "audio": summary.audio,
+    return {"frames": summary.frames, "audio": summary.audio, "warnings": summary.warnings,
             "threshold_range": [round(min(summary.thresholds), 4), round(max(summary.thresholds), 4)],
             "n_regions": sum(len(r) for r in summary.regions), "frame_regions": frame_regions}
 
@@ -301,54 +405,99 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         raise UsageError("nothing to anonymize: give at least one PATH (or --webcam)")
     if args.max_frames is not None:
         raise UsageError("--max-frames only applies to --webcam")
-    jobs, problems = plan(args.paths, args.output)
-    for path, message in problems:
-        print(f"error: {path}: {message}", file=sys.stderr)
-    if not jobs:
-        return 1
-    eraser, identity = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
-    settings = {**dataclasses.asdict(eraser.options), "input_size": eraser.input_size,
-                "extra_scales": list(eraser.settings.extra_scales),
-                "temporal_window": args.temporal_window}
+    todo = plan(args.paths, args.output)
+    _check_report_path(args.report, args.paths, todo)
+    for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
+        print(f"removed {path}, a temporary file left by an interrupted run", file=sys.stderr)
+    eraser, context = _eraser_and_context(args) if todo.jobs else (None, {})
     report = _open_report(args.report, args.resume)
-    counts = {"ok": 0, "failed": len(problems), "skipped": 0}
-    regions = 0
-    start = time.perf_counter()
+    outcomes = _Outcomes(report)
     try:
-        for path, message in problems:
-            _record(report, {"input": str(path), "status": "failed", "error": message})
-        for job in tqdm(jobs, desc="files", unit="file", file=sys.stderr, disable=len(jobs) < 2):
-            if args.resume and job.destination.exists():
-                counts["skipped"] += 1
-                _record(report, {"input": str(job.source), "output": str(job.destination), "status": "skipped"})
-                continue
-            record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
-            file_start = time.perf_counter()
-            try:
-                job.destination.parent.mkdir(parents=True, exist_ok=True)
-                if job.kind == "image":
-                    record.update(_anonymize_image(eraser, job, args.keep_metadata))
-                else:
-                    record.update(_anonymize_video_job(eraser, job, args))
-                record["status"] = "ok"
-                counts["ok"] += 1
-                regions += record["n_regions"]
-            except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
-                message = str(error) or type(error).__name__
-                where = "" if str(job.source) in message else f"{job.source}: "
-                tqdm.write(f"error: {where}{message}", file=sys.stderr)
-                record.update(status="failed", error=message)
-                counts["failed"] += 1
-            record["seconds"] = round(time.perf_counter() - file_start, 3)
-            _record(report, {**record, "model": identity, "settings": settings})
+        for path, message in todo.problems:
+            outcomes.failed(path, message, {"input": str(path)})
+        for skip in todo.skips:
+            outcomes.skipped(skip, {"input": str(skip.path)})
+        for job in tqdm(todo.jobs, desc="files", unit="file", file=sys.stderr, disable=len(todo.jobs) < 2):
+            _process(eraser, job, args, outcomes, context)
     finally:
         if report:
             report.close()
-    total = sum(counts.values())
-    print(f"{total} file{'s' * (total != 1)}: {counts['ok']} anonymized, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped; {regions} face region{'s' * (regions != 1)}; "
-          f"{time.perf_counter() - start:.1f} s")
-    return 1 if counts["failed"] else 0
+    print(outcomes.summary())
+    return 1 if outcomes.counts["failed"] else 0
+
+
+def _eraser_and_context(args: argparse.Namespace) -> tuple["FaceEraser", dict[str, Any]]:
+    """The eraser for the anonymize command, and the model and settings every report line of a file carries."""
+    eraser, identity = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    settings = {**dataclasses.asdict(eraser.options), "input_size": eraser.input_size,
+                "extra_scales": list(eraser.settings.extra_scales), "temporal_window": args.temporal_window}
+    return eraser, {"model": identity, "settings": settings}
+
+
+def _up_to_date(job: Job) -> bool:
+    """Whether ``job``'s output exists and is not older than its input (``--resume`` skips it)."""
+    try:
+        return job.destination.stat().st_mtime_ns >= job.source.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
+def _process(eraser: "FaceEraser", job: Job, args: argparse.Namespace, outcomes: "_Outcomes",
+             context: dict[str, Any]) -> None:
+    """Anonymize one file (or skip it with ``--resume``) and record the outcome."""
+    record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
+    if args.resume and _up_to_date(job):
+        outcomes.skipped(Skip(job.source, "output up to date (--resume)"), record)
+        return
+    start = time.perf_counter()
+    try:
+        job.destination.parent.mkdir(parents=True, exist_ok=True)
+        anonymize = _anonymize_image if job.kind == "image" else _anonymize_video_job
+        record.update(anonymize(eraser, job, args))
+    except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        outcomes.failed(job.source, str(error) or type(error).__name__, {**record, **context})
+    else:
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        outcomes.anonymized({**record, **context})
+
+
+class _Outcomes:
+    """Counts what happened to each input, prints failures and warnings, and writes the ``--report`` lines."""
+
+    def __init__(self, report: TextIO | None):
+        self.report = report
+        self.counts = {"ok": 0, "failed": 0, "warned": 0, "regions": 0}
+        self.skip_reasons: Counter[str] = Counter()
+        self.start = time.perf_counter()
+
+    def anonymized(self, record: dict[str, Any]) -> None:
+        for warning in record.get("warnings", []):
+            tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
+        self.counts["ok"] += 1
+        self.counts["warned"] += bool(record.get("warnings"))
+        self.counts["regions"] += record["n_regions"]
+        _record(self.report, {**record, "status": "ok"})
+
+    def failed(self, path: Path, message: str, record: dict[str, Any]) -> None:
+        where = "" if str(path) in message else f"{path}: "
+        tqdm.write(f"error: {where}{message}", file=sys.stderr)
+        self.counts["failed"] += 1
+        _record(self.report, {**record, "status": "failed", "error": message})
+
+    def skipped(self, skip: Skip, record: dict[str, Any]) -> None:
+        self.skip_reasons[skip.reason] += 1
+        _record(self.report, {**record, "status": "skipped", "reason": skip.message})
+
+    def summary(self) -> str:
+        """One line: files anonymized (with warnings), failed and skipped (by reason), face regions, time."""
+        ok, failed, warned, regions = (self.counts[k] for k in ("ok", "failed", "warned", "regions"))
+        skipped = sum(self.skip_reasons.values())
+        total = ok + failed + skipped
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skip_reasons.items()))
+        return (f"{total} file{'s' * (total != 1)}: {ok} anonymized{f' ({warned} with warnings)' * bool(warned)}, "
+                f"{failed} failed, {skipped} skipped{f' ({reasons})' * bool(reasons)}; "
+                f"{regions} face region{'s' * (regions != 1)}; {time.perf_counter() - self.start:.1f} s")
 
 
 def _open_report(path: Path | None, resume: bool) -> TextIO | None:
@@ -394,16 +543,26 @@ def _run_webcam(args: argparse.Namespace) -> int:
     if first is None:
         raise UsageError(f"camera {args.webcam} gives no frames")
     eraser, _ = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     print(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
-    count = 0
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count = _record_camera(eraser, first, frames, out, args.temporal_window)
+    except (VideoError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{count} frames written to {out}")
+    return 0
+
+
+def _record_camera(eraser: "FaceEraser", first: np.ndarray, rest: Iterator[np.ndarray], out: Path,
+                   window: int) -> int:
+    """Anonymize ``first`` and ``rest`` into the video ``out`` atomically until the frames end or Ctrl-C;
+    return the frame count."""
+    count = 0
+    with atomic_output(out) as tmp:
         writer = open_writer(tmp, 30.0, first.shape[1], first.shape[0])
         try:
-            stream = anonymize_frames(eraser, _chain(first, frames), TemporalMax(args.temporal_window), batch_size=1)
+            stream = anonymize_frames(eraser, _chain(first, rest), TemporalMax(window), batch_size=1)
             for result in tqdm(stream, unit="frame", file=sys.stderr):
                 writer.write(result.anonymized[:, :, ::-1].copy())
                 count += 1
@@ -411,11 +570,8 @@ def _run_webcam(args: argparse.Namespace) -> int:
             pass
         finally:
             writer.release()
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    print(f"{count} frames written to {out}")
-    return 0
+        check_frame_count(tmp, count, out)
+    return count
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

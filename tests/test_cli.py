@@ -55,10 +55,11 @@ def test_folder_is_mirrored_with_a_report(run, tmp_path, low_model_dir):  # noqa
     assert code == 0, err
     assert files(tmp_path / "out") == ["a.jpg", "trip/b.png", "trip/day2/c.webp"]
     assert Image.open(tmp_path / "out/trip/day2/c.webp").size == (48, 32)
-    assert "3 files: 3 anonymized, 0 failed, 0 skipped; 3 face regions" in out
+    assert "4 files: 3 anonymized, 0 failed, 1 skipped (1 not an image or video); 3 face regions" in out
     records = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok"] * 3
-    record = records[0]
+    assert [r["status"] for r in records] == ["skipped"] + ["ok"] * 3
+    assert records[0]["input"] == str(src / "notes.txt") and records[0]["reason"] == "not an image or video (.txt)"
+    record = records[1]
     assert record["regions"] == [{"box": [0, 0, 48, 32], "area": 48 * 32, "score": pytest.approx(0.0067, abs=1e-3),
                                   "mean_score": pytest.approx(0.0067, abs=1e-3)}]
     assert record["threshold"] == 0.001 and record["timestamp"]
@@ -106,7 +107,7 @@ def test_metadata_is_stripped_by_default_and_orientation_applied(run, tmp_path):
         assert len(image.getexif()) == 0 and "exif" not in image.info and "xmp" not in image.info
 
 
-def test_keep_metadata_keeps_exif_but_not_orientation(run, tmp_path):
+def test_keep_metadata_keeps_exif_but_not_orientation_nor_gps(run, tmp_path):
     exif_jpeg(tmp_path / "gps.jpg")
     code, _, err = run("anonymize", tmp_path / "gps.jpg", "-o", tmp_path / "out", "--keep-metadata")
     assert code == 0, err
@@ -114,7 +115,7 @@ def test_keep_metadata_keeps_exif_but_not_orientation(run, tmp_path):
         exif = image.getexif()
         assert image.size == (24, 40)
         assert exif[0x010F] == "FaceCam" and 0x0112 not in exif
-        assert exif.get_ifd(GPS_IFD)[1] == "N" and "xmp" not in image.info
+        assert not exif.get_ifd(GPS_IFD) and "xmp" not in image.info
 
 
 def test_writes_are_atomic(run, tmp_path, monkeypatch):
