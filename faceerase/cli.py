@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -126,6 +125,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                        help="resize the long side to PX for the network; 0 = original size (default: the model's "
                             "inference.json, else 1024)")
     group.add_argument("--batch-size", type=_positive_int, default=8, help="frames per network pass (default: 8)")
+    group.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                       help="network runtime: onnx (onnxruntime, CPU), torch, or auto: onnx on the CPU, else torch "
+                            "(default: auto)")
     group.add_argument("--threshold", type=_threshold, default=("auto", None), metavar="auto|seed|FLOAT",
                        help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
 
@@ -169,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, metavar="OUT.json", help="also write the report to this file")
     _model_options(ev)
     ev.set_defaults(handler=_cmd_evaluate)
+
+    ex = commands.add_parser("export-onnx", help="export a model to ONNX for onnxruntime and onnxruntime-web",
+                             description="Export MODEL (folder or Hub repo id; default: the embedded hub/ model) to "
+                                         "ONNX: opset 17, dynamic batch, height and width (multiples of the "
+                                         "model's size divisor), its inference settings in the file's metadata. "
+                                         "Written into a model folder as model.onnx, FaceErase's onnx backend "
+                                         "uses it instead of exporting at start-up.")
+    ex.add_argument("model", nargs="?", metavar="MODEL", help="model folder or Hub repo id (default: hub/)")
+    ex.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.onnx")
+    ex.add_argument("--revision", help="Hub revision of MODEL")
+    ex.set_defaults(handler=_cmd_export_onnx)
     return parser
 
 
@@ -201,19 +214,10 @@ def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", d
     if args.input_size is not None:
         options["input_size"] = args.input_size  # 0: original resolution
     eraser = FaceEraser(model, device=args.device, threshold=mode, threshold_value=value,
-                        batch_size=args.batch_size, **options)
+                        batch_size=args.batch_size, backend=args.backend, **options)
     identity = {"id": str(args.model or DEFAULT_MODEL_DIR), "revision": args.revision,
-                "weights_sha256": weights_sha256(model)}
+                "weights_sha256": model.weights_sha256(), "backend": eraser.backend}
     return eraser, identity
-
-
-def weights_sha256(model: Any) -> str:
-    """SHA-256 over the model's tensors in state-dict order (independent of the file format)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- planning
@@ -580,6 +584,28 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 
 # --------------------------------------------------------------------------- evaluate command
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from faceerase.onnx_model import OnnxExportError, export_onnx
+    from faceerase.pipeline import ModelLoadError, load_model
+
+    if args.output.suffix != ".onnx":
+        raise UsageError(f"the output must be a .onnx file, got {args.output}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            model = load_model(args.model, revision=args.revision, device="cpu")
+    except ModelLoadError as error:
+        raise UsageError(f"cannot load the model: {error}") from None
+    try:
+        data = export_onnx(model)
+    except OnnxExportError as error:
+        print(f"faceerase: error: {error}", file=sys.stderr)
+        return 1
+    with atomic_output(args.output) as tmp:
+        tmp.write_bytes(data)
+    print(f"wrote {args.output} ({len(data) / 2**20:.1f} MiB, size divisor {model.size_divisor})")
+    return 0
+
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from faceerase.evaluation import evaluate_widerface

@@ -78,6 +78,9 @@ class FaceEraseUNet(
 
     #: How this model is best run; None until trained and calibrated (see :mod:`faceerase.settings`).
     inference_settings: InferenceSettings | None = None
+    #: The folder or Hub repo id (and revision) ``from_pretrained`` loaded this model from; None otherwise.
+    name_or_path: str | None = None
+    revision: str | None = None
 
     def __init__(self, encoder: str = "plain", decoder_channels: Sequence[int] | None = None,
                  decoder_upsample: str = "transpose", input_norm: bool = False, **encoder_params):
@@ -122,6 +125,7 @@ class FaceEraseUNet(
         model = super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
                                          force_download=force_download, local_files_only=local_files_only,
                                          token=token, **kwargs)
+        model.name_or_path, model.revision = str(model_id), revision
         if os.path.isdir(model_id):
             path = Path(model_id) / SETTINGS_NAME
             path = path if path.is_file() else None

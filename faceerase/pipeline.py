@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (HFValidationError, RemoteEntryNotFoundError,
                                    RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
@@ -186,8 +187,9 @@ class FaceEraser:
             0 for the native size. Probabilities come back at the original size.
         extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
-        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the folder's ``model.onnx`` when it has one, else
-            the model exported in memory once per model object; same probabilities within 1e-5); or ``auto``
+        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` beside the loaded weights when
+            it was exported from them, else the model exported in memory once per model object; same
+            probabilities within 1e-5); or ``auto``
             (default): ``onnx`` on the CPU when onnxruntime is installed (2-4x faster,
             benchmarks/results/model_speed_hub.md), else ``torch``.
         threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
@@ -232,7 +234,7 @@ class FaceEraser:
         if backend == "auto":
             backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
         self.backend = backend
-        self._onnx = _onnx_runner(self.model, model) if backend == "onnx" else None
+        self._onnx = _onnx_runner(self.model) if backend == "onnx" else None
         given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
                  "dilation_ratio": dilation_ratio, "min_area": min_area, "threshold_floor": threshold_floor,
                  "threshold_ceiling": threshold_ceiling}
@@ -327,23 +329,35 @@ def _has_onnxruntime() -> bool:
 _ONNX_RUNNERS: "weakref.WeakKeyDictionary[FaceEraseUNet, object]" = weakref.WeakKeyDictionary()
 
 
-def _onnx_runner(model: FaceEraseUNet, source: FaceEraseUNet | str | Path | None):
-    """An onnxruntime runner: the model folder's ``model.onnx`` when it was exported from these weights, else
-    ``model`` exported now (once per model object)."""
+def _onnx_runner(model: FaceEraseUNet):
+    """An onnxruntime runner: the ``model.onnx`` beside the model's weights (folder or Hub repo) when it was
+    exported from these weights, else ``model`` exported now (once per model object)."""
     from faceerase.onnx_model import OnnxFaceModel, export_onnx
 
     if model not in _ONNX_RUNNERS:
-        folder = DEFAULT_MODEL_DIR if source is None else source
-        runner = None
-        if not isinstance(folder, FaceEraseUNet) and _is_local(folder) and (Path(folder) / ONNX_NAME).is_file():
-            runner = OnnxFaceModel(Path(folder) / ONNX_NAME)
+        path, runner = _onnx_file(model), None
+        if path is not None:
+            runner = OnnxFaceModel(path)
             if runner.weights_sha256 != model.weights_sha256():
-                warnings.warn(f"{Path(folder) / ONNX_NAME} was not exported from {WEIGHTS_NAME}: exporting the "
-                              "model again (run `faceerase export-onnx` to refresh the file)", UserWarning,
-                              stacklevel=3)
+                warnings.warn(f"{path} was not exported from these weights: exporting the model again "
+                              "(run `faceerase export-onnx` to refresh the file)", UserWarning, stacklevel=3)
                 runner = None
         _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
     return _ONNX_RUNNERS[model]
+
+
+def _onnx_file(model: FaceEraseUNet) -> Path | None:
+    """The ``model.onnx`` shipped beside the model's weights, if any."""
+    source = model.name_or_path
+    if source is None:
+        return None
+    if Path(source).is_dir():
+        path = Path(source) / ONNX_NAME
+        return path if path.is_file() else None
+    try:
+        return Path(hf_hub_download(source, ONNX_NAME, revision=model.revision))
+    except (OSError, ValueError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return None  # not published, or not reachable: export instead
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

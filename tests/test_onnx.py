@@ -82,7 +82,7 @@ def test_eraser_uses_the_folders_onnx_file_only_when_it_matches_the_weights(tiny
     assert np.abs(from_file - expected).max() < TOLERANCE
     torch.manual_seed(5)
     export_onnx(FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval(), folder / ONNX_NAME)  # stale
-    with pytest.warns(UserWarning, match="was not exported from model.safetensors"):
+    with pytest.warns(UserWarning, match="was not exported from these weights"):
         refreshed = FaceEraser(folder, device="cpu", input_size=64, backend="onnx").predict([image])[0]
     assert np.abs(refreshed - expected).max() < TOLERANCE
 
@@ -90,3 +90,26 @@ def test_eraser_uses_the_folders_onnx_file_only_when_it_matches_the_weights(tiny
 def test_auto_backend_is_onnxruntime_on_cpu(tiny_model):
     assert FaceEraser(tiny_model, device="cpu").backend == "onnx"
     assert FaceEraser(tiny_model, device="cpu", backend="torch").backend == "torch"
+
+
+def test_cli_export_onnx_and_backend_option(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from faceerase.cli import main
+
+    out = tmp_path / "exported.onnx"
+    assert main(["export-onnx", str(tiny_model_dir), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert OnnxFaceModel(out).size_divisor == 16
+    assert main(["export-onnx", str(tiny_model_dir), "-o", str(tmp_path / "model.bin")]) == 2
+    assert "must be a .onnx file" in capsys.readouterr().err
+    image = tmp_path / "photo.png"
+    import cv2
+
+    cv2.imwrite(str(image), photos(80)[0][:, :, ::-1])
+    for backend in ("torch", "onnx"):
+        report = tmp_path / f"{backend}.jsonl"
+        code = main(["anonymize", str(image), "-o", str(tmp_path / f"{backend}.png"), "--model", str(tiny_model_dir),
+                     "--backend", backend, "--device", "cpu", "--report", str(report)])
+        assert code == 0
+        assert json.loads(report.read_text().splitlines()[0])["model"]["backend"] == backend
