@@ -25,7 +25,7 @@ from faceerase.evaluation import evaluate, load_difficulty_lists
 from faceerase.model import FaceEraseUNet
 from faceerase.pipeline import FaceEraser, load_model
 
-COLUMNS = ["model", "input_size", "threshold", "easy", "medium", "hard", "all", "collateral_%", "pixel_iou",
+COLUMNS = ["model", "input_size", "extra_scales", "threshold", "easy", "medium", "hard", "all", "collateral_%", "pixel_iou",
            "s_per_image", "s_network_per_image", "n_images"]
 
 
@@ -45,7 +45,9 @@ def build_model(name: str) -> FaceEraseUNet:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", required=True, help="model folders, Hub ids or preset:NAME")
-    parser.add_argument("--input-size", nargs="+", type=int, default=[1024], help="long sides; 0 = original")
+    parser.add_argument("--input-size", nargs="+", type=int, default=None,
+                        help="long sides; 0 = original (default: the model's inference.json)")
+    parser.add_argument("--single-pass", action="store_true", help="no extra scales (default: the model's)")
     parser.add_argument("--threshold", nargs="+", default=["auto"], help="auto, seed or a fixed probability")
     parser.add_argument("--root", type=Path, default=WIDERFACE, help="WIDER FACE folder (official layout)")
     parser.add_argument("--split", default="val", choices=("train", "val"))
@@ -60,11 +62,15 @@ def main() -> None:
     runs, rows = [], []
     for name in args.model:
         model = build_model(name)
-        for size, threshold in itertools.product(args.input_size, args.threshold):
-            eraser = FaceEraser(model, device="cpu", input_size=size or None, **threshold_options(threshold))
+        for size, threshold in itertools.product(args.input_size or [None], args.threshold):
+            eraser = FaceEraser(model, device="cpu", input_size=size, extra_scales=() if args.single_pass else None,
+                                **threshold_options(threshold))
             report = evaluate(eraser, dataset, difficulty_lists=lists, limit=args.limit)
-            runs.append({"model": name, "input_size": size, "threshold": threshold, **report})
-            rows.append({"model": name, "input_size": size or "original", "threshold": threshold,
+            scales = list(eraser.settings.extra_scales)
+            runs.append({"model": name, "input_size": eraser.input_size, "extra_scales": scales,
+                         "threshold": threshold, "backend": eraser.backend, **report})
+            rows.append({"model": name, "input_size": eraser.input_size or "original", "extra_scales": scales,
+                         "threshold": threshold,
                          **report["recall"], "collateral_%": 100 * report["collateral"],
                          **{k: report[k] for k in ("pixel_iou", "s_per_image", "s_network_per_image",
                                                    "n_images")}})
