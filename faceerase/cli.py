@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
+from faceerase.images import MAX_PIXELS, MAX_PIXELS_ENV, InvalidImageError, load_image
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import allowed_exif, describe_kept
 from faceerase.outputs import atomic_output, remove_stale_temp_files
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip inputs whose output exists and is not older than the input; "
                            "append to the --report")
     anon.add_argument("--keep-metadata", action="store_true", help=describe_kept())
+    anon.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                      help="images of more than N pixels fail before they are decoded (default: "
+                           f"${MAX_PIXELS_ENV}, else {MAX_PIXELS}; memory grows with the image size)")
     anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
                            "it must not be an input or an output")
@@ -372,13 +376,11 @@ def _regions(regions: list) -> list[dict[str, Any]]:
 
 
 def _anonymize_image(eraser: "FaceEraser", job: Job, args: argparse.Namespace) -> dict[str, Any]:
-    from faceerase.images import InvalidImageError, load_image
-
     frames = _frame_count(job.source)
     if frames > 1:
         raise InvalidImageError(f"unsupported: multi-frame image ({frames} frames); only single-frame images "
                                 f"are anonymized")
-    result = eraser(load_image(job.source))
+    result = eraser(load_image(job.source, max_pixels=args.max_pixels))
     write_image(result.anonymized, job.destination, exif=allowed_exif(job.source) if args.keep_metadata else None)
     return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
             "n_regions": len(result.regions)}

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 16
+MAX_PIXELS = 40_000_000
+"""Default limit on the pixels (width x height) of an image to decode: a 40-megapixel photo decodes to 120 MB
+of RGB and a few times that while it is anonymized; larger uploads cost minutes and gigabytes."""
+MAX_PIXELS_ENV = "FACEERASE_MAX_PIXELS"
+"""Environment variable that replaces :data:`MAX_PIXELS` as the default limit."""
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -17,23 +23,40 @@ class InvalidImageError(ValueError):
     """The input cannot be used as an image; the message says why."""
 
 
-def load_image(source: ImageSource) -> np.ndarray:
+def default_max_pixels() -> int:
+    """The default pixel limit of :func:`load_image`: ``$FACEERASE_MAX_PIXELS`` if set, else :data:`MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {text!r}")
+    return value
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndarray:
     """Return ``source`` as a contiguous RGB uint8 array of shape (H, W, 3).
 
     Accepts a file path, encoded bytes, a PIL image or a numpy array. Files and PIL images get
     their EXIF orientation applied; grayscale, palette, CMYK and 16-bit images are converted;
     transparent images are composited over white. Arrays may be (H, W), (H, W, 1), (H, W, 3)
     or (H, W, 4), uint8 or float in [0, 1]. Images with a side under :data:`MIN_SIDE` pixels are
-    rejected. Raises :class:`InvalidImageError` for anything unusable.
+    rejected, and so are files, bytes and PIL images of more than ``max_pixels`` pixels (default:
+    :func:`default_max_pixels`), before they are decoded; arrays, already in memory, have no limit.
+    Raises :class:`InvalidImageError` for anything unusable.
     """
+    limit = default_max_pixels() if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
         rgb = _from_array(source)
     elif isinstance(source, Image.Image):
-        rgb = _from_pil(source, "the PIL image")
+        rgb = _from_pil(source, "the PIL image", limit)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise InvalidImageError("the image data is empty (0 bytes)")
-        rgb = _decode(io.BytesIO(bytes(source)), "the image data")
+        rgb = _decode(io.BytesIO(bytes(source)), "the image data", limit)
     elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -43,7 +66,7 @@ def load_image(source: ImageSource) -> np.ndarray:
         if path.stat().st_size == 0:
             raise InvalidImageError(f"{path} is empty (0 bytes)")
         with path.open("rb") as f:
-            rgb = _decode(f, str(path))
+            rgb = _decode(f, str(path), limit)
     else:
         raise InvalidImageError(
             f"unsupported image type {type(source).__name__}; "
@@ -55,25 +78,38 @@ def load_image(source: ImageSource) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _decode(stream, name: str) -> np.ndarray:
+def _decode(stream, name: str, max_pixels: int) -> np.ndarray:
     try:
         image = Image.open(stream)
-    except Image.DecompressionBombError as e:
+    except Image.DecompressionBombError:  # PIL's own guard, at 2 x PIL.Image.MAX_IMAGE_PIXELS
+        pil_limit = 2 * Image.MAX_IMAGE_PIXELS
+        if max_pixels < pil_limit:
+            raise InvalidImageError(_too_large(f"{name} has over {pil_limit:,} pixels", max_pixels)) from None
         raise InvalidImageError(
-            f"{name} is too large to decode safely ({e}). If the file is trusted, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS") from None
+            f"{name} has over {pil_limit:,} pixels, more than PIL decodes (2 x PIL.Image.MAX_IMAGE_PIXELS) "
+            f"whatever the limit of {max_pixels:,} pixels") from None
     except UnidentifiedImageError:
         raise InvalidImageError(f"{name} is not a recognised image format") from None
     except Exception as e:
         raise InvalidImageError(f"{name} is truncated or corrupt: {e}") from None
     with image:
-        return _from_pil(image, name)
+        return _from_pil(image, name, max_pixels, own=True)
 
 
-def _from_pil(image: Image.Image, name: str) -> np.ndarray:
+def _too_large(what: str, max_pixels: int) -> str:
+    """The message for an image over the pixel limit: ``what`` it is, the limit and how to raise it."""
+    return (f"{what}, over the limit of {max_pixels:,} pixels; raise the limit with max_pixels "
+            f"(--max-pixels of the faceerase command and of app.py) or the {MAX_PIXELS_ENV} environment variable")
+
+
+def _from_pil(image: Image.Image, name: str, max_pixels: int, own: bool = False) -> np.ndarray:
+    """RGB array of ``image``, rotated upright; an image decoded here (``own``) is rotated in place, uncopied."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InvalidImageError(_too_large(f"{name} is {width}x{height} = {width * height:,} pixels", max_pixels))
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(image, in_place=own) or image
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
         raise InvalidImageError(f"{name} is truncated or corrupt: {e}") from None
     mode = image.mode
@@ -83,7 +119,7 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
         return _from_array(np.asarray(image))
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
         return _from_array(np.asarray(image.convert("RGBA")))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if mode == "RGB" else image.convert("RGB"))
 
 
 def _from_array(array: np.ndarray) -> np.ndarray:

@@ -165,6 +165,19 @@ def test_bad_inputs_are_reported_and_good_ones_processed(run, tmp_path):
     assert sorted(statuses) == ["failed"] * 5 + ["ok"]
 
 
+def test_images_over_max_pixels_fail_with_the_limit_and_the_option(run, tmp_path, monkeypatch):
+    write_image(tmp_path / "small.png", size=(80, 60))
+    write_image(tmp_path / "big.png", size=(160, 120))
+    code, out, err = run("anonymize", tmp_path / "small.png", tmp_path / "big.png", "-o", tmp_path / "out",
+                         "--max-pixels", "5000")
+    assert code == 1 and "2 files: 1 anonymized, 1 failed" in out
+    assert "big.png is 160x120 = 19,200 pixels, over the limit of 5,000 pixels" in err
+    assert "--max-pixels" in err and files(tmp_path / "out") == ["small.png"]
+    monkeypatch.setenv("FACEERASE_MAX_PIXELS", "5000")  # the default when --max-pixels is not given
+    assert "over the limit of 5,000 pixels" in run("anonymize", tmp_path / "big.png", "-o", tmp_path / "o2")[2]
+    assert run("anonymize", tmp_path / "big.png", "-o", tmp_path / "o3", "--max-pixels", "20000")[0] == 0
+
+
 def test_refuses_to_overwrite_inputs(run, tmp_path):
     write_image(tmp_path / "a.png")
     original = (tmp_path / "a.png").read_bytes()

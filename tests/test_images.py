@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase.images import MIN_SIDE, InvalidImageError, load_image
+from faceerase.images import MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, InvalidImageError, default_max_pixels, load_image
 
 
 def _gradient(h: int = 40, w: int = 64) -> np.ndarray:
@@ -132,8 +132,43 @@ def test_decompression_bomb_gets_a_clear_message(tmp_path, monkeypatch):
     path = tmp_path / "large.png"
     Image.fromarray(_gradient(100, 100)).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(InvalidImageError, match="too large to decode safely.*MAX_IMAGE_PIXELS"):
+    with pytest.raises(InvalidImageError, match="over 2,000 pixels, more than PIL decodes .*MAX_IMAGE_PIXELS"):
         load_image(path)
+    with pytest.raises(InvalidImageError, match="over 2,000 pixels, over the limit of 1,500 pixels"):
+        load_image(path, max_pixels=1500)
+
+
+def test_pixel_limit_refuses_large_images_before_decoding(tmp_path):
+    header_only = _encode(Image.new("L", (10_000, 4_100)), "PNG")[:100]  # decoding it would fail: truncated
+    message = (r"is 10000x4100 = 41,000,000 pixels, over the limit of 40,000,000 pixels; raise the limit with "
+               rf"max_pixels \(--max-pixels of the faceerase command and of app.py\) or the {MAX_PIXELS_ENV}")
+    assert MAX_PIXELS == 40_000_000
+    with pytest.raises(InvalidImageError, match="the image data " + message):
+        load_image(header_only)
+    rgb = _gradient(40, 64)
+    path = tmp_path / "small.png"
+    Image.fromarray(rgb).save(path)
+    np.testing.assert_array_equal(load_image(path, max_pixels=40 * 64), rgb)
+    for source in (path, path.read_bytes(), Image.open(path)):
+        with pytest.raises(InvalidImageError, match="64x40 = 2,560 pixels, over the limit of 2,000 pixels"):
+            load_image(source, max_pixels=2000)
+    assert load_image(rgb, max_pixels=2000).shape == rgb.shape  # arrays are already decoded: no limit
+
+
+def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "small.png"
+    Image.fromarray(_gradient(40, 64)).save(path)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "2_000")
+    assert default_max_pixels() == 2000
+    with pytest.raises(InvalidImageError, match="limit of 2,000 pixels"):
+        load_image(path)
+    assert load_image(path, max_pixels=5000).shape == (40, 64, 3)
+    for bad in ("many", "0", "-5"):
+        monkeypatch.setenv(MAX_PIXELS_ENV, bad)
+        with pytest.raises(ValueError, match=f"{MAX_PIXELS_ENV} must be a positive whole number"):
+            load_image(path)
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    assert default_max_pixels() == MAX_PIXELS
 
 
 def test_array_conversions():
