@@ -269,10 +269,11 @@ class FaceEraser:
                     out = self._network(np.stack([inputs[i] for i in chunk]))
                     for i, p in zip(chunk, out):
                         h, w = arrays[i].shape[:2]
-                        if p.shape != (h, w):
-                            p = np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+                        if p.shape != (h, w):  # in place from here: no further full-size copies
+                            p = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
+                            np.clip(p, 0, 1, out=p)
                         p = np.ascontiguousarray(p, dtype=np.float32)
-                        probs[i] = p if probs[i] is None else np.maximum(probs[i], p)
+                        probs[i] = p if probs[i] is None else np.maximum(probs[i], p, out=probs[i])
         return probs
 
     def postprocess(self, image: ImageSource, prob: np.ndarray, **overrides) -> EraseResult:
