@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, replace
@@ -326,8 +327,11 @@ def _has_onnxruntime() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-# One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it).
+# One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it), made
+# under a lock: erasers may be built by concurrent threads (a web server's requests), and torch.onnx.export
+# fails when two run at once.
 _ONNX_RUNNERS: "weakref.WeakKeyDictionary[FaceEraseUNet, object]" = weakref.WeakKeyDictionary()
+_ONNX_LOCK = threading.Lock()
 
 
 def _onnx_runner(model: FaceEraseUNet):
@@ -335,16 +339,17 @@ def _onnx_runner(model: FaceEraseUNet):
     exported from these weights, else ``model`` exported now (once per model object)."""
     from faceerase.onnx_model import OnnxFaceModel, export_onnx
 
-    if model not in _ONNX_RUNNERS:
-        path, runner = _onnx_file(model), None
-        if path is not None:
-            runner = OnnxFaceModel(path)
-            if runner.weights_sha256 != model.weights_sha256():
-                warnings.warn(f"{path} was not exported from these weights: exporting the model again "
-                              "(run `faceerase export-onnx` to refresh the file)", UserWarning, stacklevel=3)
-                runner = None
-        _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
-    return _ONNX_RUNNERS[model]
+    with _ONNX_LOCK:
+        if model not in _ONNX_RUNNERS:
+            path, runner = _onnx_file(model), None
+            if path is not None:
+                runner = OnnxFaceModel(path)
+                if runner.weights_sha256 != model.weights_sha256():
+                    warnings.warn(f"{path} was not exported from these weights: exporting the model again "
+                                  "(run `faceerase export-onnx` to refresh the file)", UserWarning, stacklevel=3)
+                    runner = None
+            _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
+        return _ONNX_RUNNERS[model]
 
 
 def _onnx_file(model: FaceEraseUNet) -> Path | None:

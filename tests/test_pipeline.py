@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import huggingface_hub.constants
@@ -143,6 +144,16 @@ def test_batch_equals_single_and_groups_equal_sizes(tiny_model, face_image, monk
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
         np.testing.assert_array_equal(a.mask, b.mask)
         np.testing.assert_array_equal(a.anonymized, b.anonymized)
+
+
+def test_erasers_made_at_once_in_threads_share_one_onnx_export(tiny_model):
+    """A web server builds erasers from concurrent requests; torch.onnx.export fails when run concurrently."""
+    def make(size: int) -> FaceEraser:
+        return FaceEraser(tiny_model, input_size=size, backend="onnx")
+
+    with ThreadPoolExecutor(4) as pool:
+        erasers = list(pool.map(make, [64, 96, 128, 160]))
+    assert len({id(eraser._onnx) for eraser in erasers}) == 1
 
 
 def test_exif_rotated_jpeg_gives_probabilities_in_the_rotated_shape(tiny_model, face_image, tmp_path):
