@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from pathlib import Path
 import cv2
 import gradio as gr
 import numpy as np
+from gradio.utils import get_upload_folder
 
 from faceerase.anonymize import METHODS
 from faceerase.images import InvalidImageError, load_image
@@ -35,6 +37,7 @@ METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Nav
                  "mosaic": "Mosaic", "solid": "Solid fill"}
 WEBCAM_TEMPORAL_WINDOW = 3
 CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, shared by all sessions
+MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -79,6 +82,13 @@ def heat_map(prob: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(np.round(prob * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
 
 
+def mask_layer(mask: np.ndarray) -> np.ndarray:
+    """The face mask as an RGBA image: :data:`MASK_COLOR` where masked, transparent elsewhere."""
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask] = (*(int(MASK_COLOR[i:i + 2], 16) for i in (1, 3, 5)), 255)
+    return layer
+
+
 def histogram(prob: np.ndarray, threshold: float, width: int = 480, height: int = 200) -> np.ndarray:
     """Log-scaled histogram of probabilities (100 bins over [0, 1]) with the threshold as a red line."""
     counts, _ = np.histogram(prob, bins=100, range=(0.0, 1.0))
@@ -99,6 +109,44 @@ def histogram(prob: np.ndarray, threshold: float, width: int = 480, height: int 
     cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 130), top - 8), color=(220, 30, 30),
                 **text)
     return canvas
+
+
+# --------------------------------------------------------------------------- output files
+
+def output_folder() -> Path:
+    """A new folder in Gradio's cache for the output files of one request.
+
+    Returned as arrays, outputs would be saved by Gradio under a hash of their content, and rewritten in place
+    by every request returning the same pixels, even while another request downloads them (a truncated
+    download); gr.AnnotatedImage would also make a float64 RGBA copy of the mask (32 bytes a pixel). Files
+    here have names no other request uses; Gradio serves them where they are and its ``delete_cache`` removes
+    them.
+    """
+    cache = Path(get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="faceerase-", dir=cache))
+
+
+def save_png(pixels: np.ndarray, folder: Path, name: str) -> str:
+    """Write RGB or RGBA ``pixels`` as ``folder/name.png``; returns its path."""
+    path = folder / f"{name}.png"
+    # RGB reversed is a view, copied only when not contiguous (the heat map, a reversed BGR image, is not copied)
+    bgr = pixels[:, :, ::-1] if pixels.shape[2] == 3 else cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    if not cv2.imwrite(str(path), bgr):
+        raise gr.Error(f"Could not write the {name} image on the server.")
+    return str(path)
+
+
+def served(path: str) -> dict:
+    """The payload of an image component showing the file ``path`` (for events that skip postprocessing)."""
+    return gr.FileData(path=path).model_dump()
+
+
+def annotated(image: str, mask: str | None) -> dict:
+    """The payload of the gr.AnnotatedImage showing the file ``image`` with the file ``mask`` (a
+    :func:`mask_layer`; None when nothing is masked) as its annotation."""
+    return {"image": served(image), "annotations": [] if mask is None else [
+        {"image": served(mask), "label": MASK_LABEL}]}
 
 
 # --------------------------------------------------------------------------- handlers
@@ -136,7 +184,11 @@ CACHE = ProbabilityCache()
 
 def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
                 input_size: int) -> tuple:
-    """Image tab: network pass (skipped when this image was seen at this input size), then post-processing."""
+    """Image tab: network pass (skipped when this image was seen at this input size), then post-processing.
+
+    Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
+    of :func:`output_folder`.
+    """
     if not upload:
         return None, None, None, None, None, ""
     try:
@@ -156,12 +208,15 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
         CACHE.put(key, prob)
     result = eraser(size).postprocess(image, prob, threshold=mode, threshold_value=float(fixed), method=method,
                                       dilation=int(dilation), mask_shape=shape)
-    annotations = [(result.mask.astype(np.float32), "face mask")] if result.mask.any() else []
     n = len(result.regions)
     summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
                f"threshold {result.threshold:.3f} ({mode}) · {network}")
-    return (heat_map(prob), histogram(prob, result.threshold), round(float(result.threshold), 4),
-            (image, annotations), result.anonymized, summary)
+    folder = output_folder()
+    mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
+    return (served(save_png(heat_map(prob), folder, "probability")),
+            served(save_png(histogram(prob, result.threshold), folder, "histogram")),
+            round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
+            served(save_png(result.anonymized, folder, "anonymized")), summary)
 
 
 def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
@@ -177,8 +232,9 @@ def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tu
         rate = 1.0 / max(now - state["last"], 1e-6)
         state["fps"] = rate if state["fps"] == 0 else 0.8 * state["fps"] + 0.2 * rate
     state["last"] = now
-    return (result.anonymized, f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
-                               f"({WEBCAM_INPUT_SIZE} px network input)", state)
+    return (save_png(result.anonymized, output_folder(), "anonymized"),
+            f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
+            f"({WEBCAM_INPUT_SIZE} px network input)", state)
 
 
 def toggle_fixed(mode: str) -> dict:
@@ -205,15 +261,14 @@ def build_demo() -> gr.Blocks:
                     examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
                     if examples:
                         gr.Examples([[str(p)] for p in examples], inputs=[source], label="Examples")
-                heat = gr.Image(label="Face probability", interactive=False, format="png")
-                overlay = gr.AnnotatedImage(label="Mask", color_map={"face mask": "#ff2d55"})
-                result = gr.Image(label="Anonymized", interactive=False, format="png",
-                                  buttons=["download", "fullscreen"], elem_id="result-image")
+                heat = gr.Image(label="Face probability", interactive=False)
+                overlay = gr.AnnotatedImage(label="Mask", color_map={MASK_LABEL: MASK_COLOR})
+                result = gr.Image(label="Anonymized", interactive=False, buttons=["download", "fullscreen"],
+                                  elem_id="result-image")
             with gr.Row():
                 with gr.Column(scale=2):
                     summary = gr.Markdown(elem_id="summary")
-                    hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False,
-                                    format="png")
+                    hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False)
                     threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
                 with gr.Column(scale=3):
                     mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
@@ -230,7 +285,8 @@ def build_demo() -> gr.Blocks:
                    size.change], erase_image,
                   inputs=[source, mode, fixed, method, dilation, shape, size],
                   outputs=[heat, hist, threshold_used, overlay, result, summary],
-                  api_name="erase", preprocess=False, trigger_mode="always_last", show_progress="minimal")
+                  api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
+                  show_progress="minimal")
         with gr.Tab("Webcam"):
             gr.Markdown(f"Live anonymization of your camera at {WEBCAM_INPUT_SIZE} px network input, with a "
                         f"{WEBCAM_TEMPORAL_WINDOW}-frame temporal window so a face missed once does not flash.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,26 @@ def test_model_load_failure_is_shown_in_the_page(app_servers):  # noqa: F811
     with pytest.raises(gradio_client.exceptions.AppError, match="model is not loaded"):
         client.predict(gradio_client.handle_file(str(Path(__file__).parents[1] / "faceerase/examples/coffee.jpg")),
                        *CONTROLS.values(), api_name="/erase")
+
+
+def test_concurrent_identical_requests_all_succeed(app_servers, tmp_path):  # noqa: F811
+    """Identical outputs of concurrent requests must not be rewritten while another request downloads them."""
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)).save(noisy)
+    users, requests = 8, 3
+
+    def user(index: int) -> list[str]:
+        client = gradio_client.Client(app_servers["ok"].url, verbose=False, download_files=tmp_path / f"u{index}")
+        errors = []
+        for _ in range(requests):
+            try:
+                *_, result, _ = erase(client, noisy, mode="seed", method="solid")
+                assert pixels(result).shape == (480, 640, 3)
+            except Exception as error:  # noqa: BLE001  (every failure is counted)
+                errors.append(repr(error))
+        return errors
+
+    with ThreadPoolExecutor(users) as pool:
+        errors = [e for errs in pool.map(user, range(users)) for e in errs]
+    assert errors == [], f"{len(errors)} of {users * requests} requests failed: {errors[:3]}"
+
