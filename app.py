@@ -2,7 +2,9 @@
 
 A thin layer over the :mod:`faceerase` library. The model is loaded once at start from ``--model`` or the
 ``FACEERASE_MODEL`` environment variable (folder or Hub repo id), else from the embedded ``hub/`` folder;
-if it does not load, the page still opens and says why. ``python app.py [--model M] [--port P]``.
+if it does not load, the page still opens and says why. Uploads over ``--max-pixels`` (default:
+``FACEERASE_MAX_PIXELS``, else 40 megapixels) are refused with a message.
+``python app.py [--model M] [--port P] [--max-pixels N]``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from gradio.utils import get_upload_folder
 
 from faceerase.anonymize import METHODS
-from faceerase.images import InvalidImageError, load_image
+from faceerase.images import InvalidImageError, default_max_pixels, load_image
 from faceerase.masks import MASK_SHAPES
 from faceerase.model import FaceEraseUNet
 from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
@@ -45,7 +47,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the FaceErase demo.")
     parser.add_argument("--model", help="model folder or Hub repo id (default: $FACEERASE_MODEL, else hub/)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
-    return parser.parse_args(argv)
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="refuse uploads of more than N pixels (default: $FACEERASE_MAX_PIXELS, else 40000000)")
+    args = parser.parse_args(argv)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        parser.error(f"--max-pixels must be at least 1, got {args.max_pixels}")
+    return args
 
 
 def load(source: str | None) -> tuple[FaceEraseUNet | None, str | None]:
@@ -64,6 +71,7 @@ SETTINGS = MODEL.settings if MODEL is not None else DEFAULT_SETTINGS
 INPUT_SIZES = [(f"{s} px", s) for s in sorted({256, 384, 512, 768, 1024, SETTINGS.input_size} - {0})] + [
     ("original", 0)]
 WEBCAM_INPUT_SIZE = SETTINGS.live_input_size
+MAX_PIXELS = ARGS.max_pixels or default_max_pixels()
 
 
 @lru_cache(maxsize=None)
@@ -78,8 +86,8 @@ def eraser(input_size: int, live: bool = False) -> FaceEraser:
 # --------------------------------------------------------------------------- pictures for the page
 
 def heat_map(prob: np.ndarray) -> np.ndarray:
-    """Probability map as an RGB 'inferno' image."""
-    return cv2.applyColorMap(np.round(prob * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
+    """Probability map as an RGB 'inferno' image (scaled to uint8 directly: no full-size float copy)."""
+    return cv2.applyColorMap(cv2.convertScaleAbs(prob, alpha=255), cv2.COLORMAP_INFERNO)[:, :, ::-1]
 
 
 def mask_layer(mask: np.ndarray) -> np.ndarray:
@@ -164,7 +172,8 @@ class ProbabilityCache:
 
     @staticmethod
     def key(image: np.ndarray, input_size: int) -> str:
-        return f"{hashlib.sha1(image.tobytes()).hexdigest()}-{image.shape}-{input_size}"
+        """The key of a C-contiguous ``image`` at ``input_size`` (hashed in place, not copied)."""
+        return f"{hashlib.sha1(image).hexdigest()}-{image.shape}-{input_size}"
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
@@ -182,6 +191,15 @@ class ProbabilityCache:
 CACHE = ProbabilityCache()
 
 
+def read_upload(upload: dict) -> np.ndarray:
+    """An uploaded image (Gradio's file data) as RGB, or a gr.Error naming it as the user knows it."""
+    try:
+        return load_image(upload["path"], max_pixels=MAX_PIXELS)
+    except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
+        message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
+        raise gr.Error(f"Cannot read this file: {message}") from None
+
+
 def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
                 input_size: int) -> tuple:
     """Image tab: network pass (skipped when this image was seen at this input size), then post-processing.
@@ -191,11 +209,7 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
     """
     if not upload:
         return None, None, None, None, None, ""
-    try:
-        image = load_image(upload["path"])
-    except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
-        message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
-        raise gr.Error(f"Cannot read this file: {message}") from None
+    image = read_upload(upload)
     size = int(input_size)
     key = CACHE.key(image, size)
     prob = CACHE.get(key)
@@ -249,8 +263,8 @@ def build_demo() -> gr.Blocks:
     methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
     with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
-                    "inpainted, blurred, pixelated or filled. Uploaded and generated files are deleted from the "
-                    "server within 40 minutes.")
+                    f"inpainted, blurred, pixelated or filled. Images of up to {MAX_PIXELS / 1e6:g} megapixels; "
+                    "uploaded and generated files are deleted from the server within 40 minutes.")
         if MODEL_ERROR:
             gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
         with gr.Tab("Image"):

@@ -84,6 +84,15 @@ def test_corrupt_upload_gives_a_clear_error_and_the_app_keeps_serving(client, ph
     assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
 
 
+def test_uploads_over_the_pixel_limit_are_refused_with_the_limit(client, photo, tmp_path):
+    huge = tmp_path / "huge.png"
+    Image.new("L", (10_000, 4_100), 128).save(huge)  # 41 megapixels, a few kB
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match="huge.png is 10000x4100 = 41,000,000 pixels, over the limit of 40,000,000 pixels"):
+        erase(client, huge)
+    assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
+
+
 def test_model_load_failure_is_shown_in_the_page(app_servers):  # noqa: F811
     with urllib.request.urlopen(app_servers["broken"].url + "config", timeout=10) as response:
         config = json.load(response)
