@@ -233,7 +233,18 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
             served(save_png(result.anonymized, folder, "anonymized")), summary)
 
 
-def erase_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
+def erase_frame(upload: dict | None, method: str) -> str | None:
+    """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
+    pass at the live input size) but without the temporal smoothing of a stream; returns the file's path."""
+    if not upload:
+        return None
+    frame = read_upload(upload)
+    live = eraser(WEBCAM_INPUT_SIZE, live=True)
+    result = live.postprocess(frame, live.predict([frame])[0], method=method)
+    return save_png(result.anonymized, output_folder(), "anonymized")
+
+
+def stream_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
     """Webcam tab: anonymize one streamed frame with temporal smoothing; report frames per second."""
     if frame is None:
         return None, "", state
@@ -311,8 +322,11 @@ def build_demo() -> gr.Blocks:
                 live_method = gr.Dropdown(methods, value="blur", label="Anonymization")
                 fps = gr.Markdown(elem_id="fps")
             live_state = gr.State()
-            camera.stream(erase_frame, [camera, live_method, live_state], [live, fps, live_state],
-                          stream_every=0.1, time_limit=120, concurrency_limit=2, api_name="erase_frame")
+            camera.stream(stream_frame, [camera, live_method, live_state], [live, fps, live_state],
+                          stream_every=0.1, time_limit=120, concurrency_limit=2, api_visibility="private")
+            # API clients cannot consume a stream: /erase_frame takes one frame, with no trigger on the page.
+            frame, frame_result = gr.Image(visible=False), gr.Image(visible=False)
+            gr.on([], erase_frame, [frame, live_method], frame_result, api_name="erase_frame", preprocess=False)
     demo.queue(default_concurrency_limit=2, max_size=32)
     return demo
 

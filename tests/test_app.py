@@ -90,6 +90,8 @@ def test_uploads_over_the_pixel_limit_are_refused_with_the_limit(client, photo, 
     with pytest.raises(gradio_client.exceptions.AppError,
                        match="huge.png is 10000x4100 = 41,000,000 pixels, over the limit of 40,000,000 pixels"):
         erase(client, huge)
+    with pytest.raises(gradio_client.exceptions.AppError, match="over the limit of 40,000,000 pixels"):
+        client.predict(gradio_client.handle_file(str(huge)), "blur", api_name="/erase_frame")
     assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
 
 
@@ -125,3 +127,9 @@ def test_concurrent_identical_requests_all_succeed(app_servers, tmp_path):  # no
         errors = [e for errs in pool.map(user, range(users)) for e in errs]
     assert errors == [], f"{len(errors)} of {users * requests} requests failed: {errors[:3]}"
 
+
+def test_frame_endpoint_anonymizes_one_image_and_the_stream_is_not_in_the_api(client, photo):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/erase", "/erase_frame"}
+    result = client.predict(gradio_client.handle_file(str(photo)), "solid", api_name="/erase_frame")
+    assert pixels(result).shape == (90, 120, 3)
