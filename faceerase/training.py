@@ -24,6 +24,7 @@ from huggingface_hub import HfApi, get_token
 from tqdm.auto import tqdm
 
 from faceerase.augment import LABEL_BACKGROUND, LABEL_FACE, CropSampler, PackedImages, pack_images
+from faceerase.hub import select_device
 from faceerase.model import FaceEraseUNet, to_grayscale
 from faceerase.modelcard import write_model_card
 from faceerase.pack import load_image_set, load_negatives
@@ -183,9 +184,8 @@ def _learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """``name`` (``auto``: CUDA when available) as a device; a bare ``cuda`` becomes this process's GPU."""
+    device = select_device(None if name == "auto" else name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
