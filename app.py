@@ -297,14 +297,20 @@ def build_demo() -> gr.Blocks:
                     threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
                 with gr.Column(scale=3):
                     mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
-                                    info="auto: calibrated Otsu (masks nothing on face-less images); "
+                                    info=f"auto: Otsu, clamped to this model's calibrated range "
+                                         f"[{SETTINGS.threshold_floor:g}, {SETTINGS.threshold_ceiling:g}] (a map "
+                                         f"with nothing above {SETTINGS.threshold_floor:g} masks nothing); "
                                          "seed: 2018 rule; fixed: the slider")
                     fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
                     method = gr.Dropdown(methods, value="inpaint_telea", label="Anonymization")
-                    dilation = gr.Slider(0, 50, value=SETTINGS.dilation, step=1, label="Mask dilation (px)")
+                    dilation = gr.Slider(0, 50, value=SETTINGS.dilation, step=1, label="Mask dilation (px)",
+                                         info=(f"each region also grows by {SETTINGS.dilation_ratio:g} of its size, "
+                                               "whichever is more" if SETTINGS.dilation_ratio else None))
                     shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
                     size = gr.Dropdown(INPUT_SIZES, value=SETTINGS.input_size, label="Model input size",
-                                       info="long side seen by the network; changing it re-runs the network")
+                                       info="long side seen by the network"
+                                            + "".join(f", plus a pass at {x:g}x of it" for x in SETTINGS.extra_scales)
+                                            + "; changing it re-runs the network")
             mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
             gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
                    size.change], erase_image,
