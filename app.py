@@ -32,7 +32,7 @@ from faceerase.model import FaceEraseUNet
 from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
 from faceerase.settings import DEFAULT_SETTINGS
 from faceerase.thresholds import THRESHOLD_MODES
-from faceerase.video import TemporalMax
+from faceerase.video import TemporalMax, anonymize_frames
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
 METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur",
@@ -251,7 +251,7 @@ def stream_frame(frame: np.ndarray | None, method: str, state: dict | None) -> t
     state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
     start = time.perf_counter()
     live = eraser(WEBCAM_INPUT_SIZE, live=True)
-    result = live.postprocess(frame, state["smoother"](live.predict([frame])[0]), method=method)
+    result = next(anonymize_frames(live, iter([frame]), state["smoother"], batch_size=1, method=method))
     now = time.perf_counter()
     if state["last"] is not None:
         rate = 1.0 / max(now - state["last"], 1e-6)

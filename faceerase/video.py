@@ -132,11 +132,13 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
 
 
 def anonymize_frames(eraser: "FaceEraser", frames: Iterator[np.ndarray], smoother: TemporalMax,
-                     batch_size: int = 8) -> Iterator["EraseResult"]:
-    """Anonymize a frame stream: batched network pass, temporal max of the maps, then post-processing."""
+                     batch_size: int = 8, **options) -> Iterator["EraseResult"]:
+    """Anonymize a frame stream: batched network pass, temporal max of the maps, then post-processing
+    (``options`` override the eraser's, as in :meth:`FaceEraser.postprocess`). The one stream path of the
+    library: videos, the CLI's webcam and the app's webcam tab all go through it."""
     for batch in _batches(frames, max(1, batch_size)):
         for frame, prob in zip(batch, eraser.predict(batch)):
-            yield eraser.postprocess(frame, smoother(prob))
+            yield eraser.postprocess(frame, smoother(prob), **options)
 
 
 def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *, temporal_window: int = 3,
