@@ -41,8 +41,10 @@ NEGATIVES = WIDERFACE.parent / "negatives" / "images"
 def predict_maps(eraser: FaceEraser, image: np.ndarray, extra: float) -> tuple[np.ndarray, np.ndarray]:
     """The single-pass map at the model's input size and the map with the ``extra`` pass."""
     full = eraser.predict([image], input_size=eraser.input_size)[0]
-    size = round((eraser.input_size or max(image.shape[:2])) * extra)
-    return full, np.maximum(full, eraser.predict([image], input_size=size)[0])
+    long_side = max(image.shape[:2])
+    base = eraser.input_size if eraser.input_size and (eraser.settings.upscale or eraser.input_size < long_side) \
+        else long_side
+    return full, np.maximum(full, eraser.predict([image], input_size=round(base * extra))[0])
 
 
 def mask_of(prob: np.ndarray, floor: float, ceiling: float, dilation: int, ratio: float, min_area: int):

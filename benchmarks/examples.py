@@ -45,10 +45,11 @@ def main() -> None:
     sample = evaluate(eraser, dataset, difficulty_lists=load_difficulty_lists(args.root / "eval_tools" / "ground_truth"),
                       progress=False)
     started = time.strftime("%Y-%m-%d %H:%M")
-    data = {"date": started, "machine": machine(), "model": args.model, "examples": rows, "val_sample": sample}
+    data = {"date": started, "machine": machine(), "model": args.model, "settings": str(eraser.settings),
+            "examples": rows, "val_sample": sample}
     recall = sample["recall"]
     markdown = (f"# `{args.model}` on the bundled examples and the 40-image val sample\n\nMeasured {started}, "
-                "default settings (1024 px, auto threshold).\n\n"
+                f"the model's default settings ({eraser.settings}, auto threshold).\n\n"
                 + markdown_table(rows, ["image", "masked_%", "regions", "threshold", "face_coverage", "collateral_%"])
                 + f"\nVal sample (every 10th of the 411 images): easy {recall['easy']:.3f}, medium "
                 f"{recall['medium']:.3f}, hard {recall['hard']:.3f}, collateral {100 * sample['collateral']:.2f}%.\n")

@@ -160,7 +160,7 @@ class FaceEraser:
         size = self.input_size if input_size is None else input_size
         probs: list[np.ndarray | None] = [None] * len(arrays)
         for scale in (1.0, *self.settings.extra_scales):
-            inputs = [self._network_input(image, size, scale) for image in arrays]
+            inputs = [self._network_input(image, size, scale, self.settings.upscale) for image in arrays]
             groups: dict[tuple[int, int], list[int]] = {}
             for i, x in enumerate(inputs):
                 groups.setdefault(x.shape[:2], []).append(i)
@@ -212,9 +212,11 @@ class FaceEraser:
         return self.model.predict_proba(images).float().cpu().numpy()
 
     @staticmethod
-    def _network_input(image: np.ndarray, input_size: int, extra_scale: float = 1.0) -> np.ndarray:
+    def _network_input(image: np.ndarray, input_size: int, extra_scale: float = 1.0,
+                       upscale: bool = False) -> np.ndarray:
         h, w = image.shape[:2]
-        target = round((input_size or max(h, w)) * extra_scale)
+        long_side = input_size if input_size and (upscale or input_size < max(h, w)) else max(h, w)
+        target = round(long_side * extra_scale)
         target = max(target, MIN_SIDE)
         if max(h, w) == target:
             return image

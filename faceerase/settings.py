@@ -22,7 +22,9 @@ class InferenceSettings:
     """How to run a model.
 
     Attributes:
-        input_size: long side (px) each image is resized to for the network; 0 keeps the native size.
+        input_size: long side (px) of the network input; 0 keeps the native size.
+        upscale: also enlarge images smaller than ``input_size`` (off: they run at their own size; upscaling
+            makes textures look like faces the model never saw at that scale).
         extra_scales: further network passes at ``input_size * s`` (e.g. 0.5 for faces larger than the crops
             seen in training); the probability map is the pixel-wise maximum over all passes.
         live_input_size: long side for live camera frames (real-time budget).
@@ -35,6 +37,7 @@ class InferenceSettings:
     """
 
     input_size: int = 1024
+    upscale: bool = False
     extra_scales: tuple[float, ...] = ()
     live_input_size: int = 320
     threshold_floor: float = 0.3

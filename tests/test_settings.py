@@ -109,3 +109,16 @@ def test_cli_report_records_the_models_settings(calibrated_dir, face_image, tmp_
     settings = record["settings"]
     assert settings["input_size"] == 96 and settings["extra_scales"] == [0.5]
     assert settings["threshold_floor"] == 0.45 and settings["dilation"] == 3
+
+
+def test_small_images_are_not_upscaled_unless_the_settings_say_so(tiny_model, face_image):
+    def network_sides(eraser: FaceEraser) -> list[tuple[int, int]]:
+        seen, forward = [], eraser._network
+        eraser._network = lambda batch: seen.append(batch.shape[1:3]) or forward(batch)
+        eraser.predict([face_image])
+        return seen
+
+    assert network_sides(FaceEraser(tiny_model, device="cpu", input_size=256, extra_scales=(0.5,))) == [
+        (100, 120), (50, 60)]  # 120 px long side < 256: runs at its own size, and at half of it
+    tiny_model.inference_settings = InferenceSettings(input_size=240, upscale=True)
+    assert network_sides(FaceEraser(tiny_model, device="cpu", extra_scales=())) == [(200, 240)]
