@@ -23,20 +23,11 @@ from PIL import ExifTags, Image, ImageCms
 
 from faceerase import cli, video
 from fixtures_app import low_model_dir, write_image, write_video  # noqa: F401  (fixture)
+from test_cli import run  # noqa: F401  (fixture: the CLI in-process on a tiny model)
 
 ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 2, 3, 4, 5, 7
 MAKER_NOTE, SERIAL = ExifTags.Base.MakerNote.value, ExifTags.Base.BodySerialNumber.value
 SOI = b"\xff\xd8"
-
-
-@pytest.fixture
-def run(low_model_dir, capsys):  # noqa: F811
-    """Run ``faceerase ARGS --model <tiny model>`` in-process; returns (exit code, stdout, stderr)."""
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        code = cli.main([str(a) for a in args] + ["--model", str(low_model_dir), "--input-size", "64"])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def files(folder: Path) -> list[str]:
