@@ -110,6 +110,11 @@ class FaceEraseUNet(
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @property
+    def hub_config(self) -> dict:
+        """The constructor arguments that ``save_pretrained`` writes as ``config.json``."""
+        return dict(self._hub_mixin_config or {})
+
+    @property
     def settings(self) -> InferenceSettings:
         """:attr:`inference_settings`, or :data:`~faceerase.settings.DEFAULT_SETTINGS` for a model without them."""
         return self.inference_settings or DEFAULT_SETTINGS

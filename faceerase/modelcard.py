@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from faceerase.model import REPO_URL
+from huggingface_hub import ModelCardData
+
+from faceerase.model import REPO_URL, FaceEraseUNet
+
+DATASETS = ["CUHK-CSE/wider_face"]
 
 LICENSE_NOTE = (
     "The weights were trained on WIDER FACE (Yang, Luo, Loy, Tang, CVPR 2016), released under "
@@ -24,20 +28,30 @@ def _format(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, command: str | None = None,
-                     repo_id: str | None = None) -> Path:
+def card_metadata() -> str:
+    """The card's YAML front matter: licence, library, pipeline and tags as declared once, on
+    :class:`~faceerase.model.FaceEraseUNet`'s Hub mixin, plus the training datasets."""
+    data = FaceEraseUNet._hub_mixin_info.model_card_data.to_dict()
+    return ModelCardData(**{**data, "datasets": DATASETS}).to_yaml()
+
+
+def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, model_config: dict,
+                     command: str | None = None, repo_id: str | None = None) -> Path:
     """Write ``folder/README.md`` describing the model, its measured ``metrics`` and how it was trained.
 
+    Written before ``save_pretrained``, it is the folder's only card (the Hub mixin does not replace an existing
+    README.md).
+
     Args:
-        folder: a folder written by ``save_pretrained`` (its ``config.json`` is summarised when present).
+        folder: the model folder.
+        model_config: the model's ``config.json`` content (``FaceEraseUNet.hub_config``).
         metrics: measured validation metrics (e.g. ``val_iou``, ``val_face_recall``, ``step``).
         train_config: the training configuration as a JSON-serialisable dict.
         command: the command line that trained the model.
         repo_id: the Hub repository the card is for (used in the usage snippet).
     """
     folder = Path(folder)
-    config_path = folder / "config.json"
-    model_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    folder.mkdir(parents=True, exist_ok=True)
     name = repo_id or "path/to/this/folder"
     rows = "\n".join(f"| `{key}` | {_format(value)} | {_METRIC_NOTES.get(key, '')} |"
                      for key, value in metrics.items() if key.startswith("val_"))
@@ -45,16 +59,7 @@ def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, c
                       if metrics.get(key) is not None)
     resolution = train_config.get("image_size")
     text = f"""---
-license: cc-by-nc-nd-4.0
-library_name: faceerase
-pipeline_tag: image-segmentation
-datasets:
-- CUHK-CSE/wider_face
-tags:
-- face-anonymization
-- face-segmentation
-- unet
-- privacy
+{card_metadata()}
 ---
 
 # FaceErase U-Net

@@ -323,8 +323,9 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
         if val_data is None or best is None or score > best["score"]:
             best = {"score": score, "metrics": record}
             best_dir = out_dir / "best"
+            write_model_card(best_dir, record, config_dict, model_config=raw_model.hub_config,
+                             command=config.command, repo_id=config.push_to_hub)
             raw_model.save_pretrained(best_dir)
-            write_model_card(best_dir, record, config_dict, command=config.command, repo_id=config.push_to_hub)
         save_checkpoint()
         return record
 

@@ -160,3 +160,19 @@ def test_resume_refuses_a_checkpoint_trained_with_other_settings(env, tmp_path):
     with pytest.raises(ValueError, match=r"crop_size: checkpoint 64, now 32"):
         train(TrainConfig(steps=4, resume=True, **{**base, "crop_size": 32}))
     assert train(TrainConfig(steps=3, resume=True, **base))["step"] == 3  # the stopping rule may change
+
+
+def test_model_card_front_matter_comes_from_the_model_class(tmp_path):
+    import yaml
+
+    from faceerase.modelcard import write_model_card
+
+    model = FaceEraseUNet.from_preset("live", base_channels=4, depth=2)
+    write_model_card(tmp_path, {"val_iou": 0.5}, {"image_size": 64}, model_config=model.hub_config)
+    model.save_pretrained(tmp_path)  # the mixin keeps the card that is there
+    text = (tmp_path / "README.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    declared = FaceEraseUNet._hub_mixin_info.model_card_data
+    assert front["license"] == declared.license == "cc-by-nc-nd-4.0"
+    assert set(declared.tags) <= set(front["tags"]) and front["datasets"] == ["CUHK-CSE/wider_face"]
+    assert '"stem_stride": 4' in text and "non-commercial" in text
