@@ -10,7 +10,6 @@ import pytest
 
 from faceerase.cli import main as cli_main
 from faceerase.masks import refine_mask
-from faceerase.model import FaceEraseUNet
 from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
 from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings
 from faceerase.thresholds import compute_threshold
