@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from faceerase.data import load_wider_face
 from faceerase.evaluation import aggregate, image_stem, score_image
+from faceerase.geometry import network_long_side
 from faceerase.images import load_image
 from faceerase.masks import refine_mask
 from faceerase.pipeline import FaceEraser
@@ -41,9 +42,7 @@ NEGATIVES = WIDERFACE.parent / "negatives" / "images"
 def predict_maps(eraser: FaceEraser, image: np.ndarray, extra: float) -> tuple[np.ndarray, np.ndarray]:
     """The single-pass map at the model's input size and the map with the ``extra`` pass."""
     full = eraser.predict([image], input_size=eraser.input_size)[0]
-    long_side = max(image.shape[:2])
-    base = eraser.input_size if eraser.input_size and (eraser.settings.upscale or eraser.input_size < long_side) \
-        else long_side
+    base = network_long_side(*image.shape[:2], eraser.input_size, eraser.settings.upscale)
     return full, np.maximum(full, eraser.predict([image], input_size=round(base * extra))[0])
 
 

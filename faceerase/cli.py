@@ -204,15 +204,22 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- model
 
-def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", dict[str, Any]]:
-    """Load the model and wrap it; returns the eraser and the model's identity for reports."""
-    from faceerase.pipeline import DEFAULT_MODEL_DIR, FaceEraser, ModelLoadError, load_model
+def _load_model(args: argparse.Namespace, device: str | None):
+    """``--model`` (and ``--revision``) loaded on ``device``; a model that does not load is a usage error."""
+    from faceerase.pipeline import ModelLoadError, load_model
 
     try:
         with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
-            model = load_model(args.model, revision=args.revision, device=args.device)
+            return load_model(args.model, revision=args.revision, device=device)
     except ModelLoadError as error:
         raise UsageError(f"cannot load the model: {error}") from None
+
+
+def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", dict[str, Any]]:
+    """Load the model and wrap it; returns the eraser and the model's identity for reports."""
+    from faceerase.pipeline import DEFAULT_MODEL_DIR, FaceEraser
+
+    model = _load_model(args, args.device)
     mode, value = args.threshold
     options: dict[str, Any] = {k: v for k, v in post.items() if v is not None}  # None: library default
     if args.input_size is not None:
@@ -589,15 +596,10 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from faceerase.onnx_model import OnnxExportError, export_onnx
-    from faceerase.pipeline import ModelLoadError, load_model
 
     if args.output.suffix != ".onnx":
         raise UsageError(f"the output must be a .onnx file, got {args.output}")
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            model = load_model(args.model, revision=args.revision, device="cpu")
-    except ModelLoadError as error:
-        raise UsageError(f"cannot load the model: {error}") from None
+    model = _load_model(args, "cpu")
     try:
         data = export_onnx(model)
     except OnnxExportError as error:

@@ -35,12 +35,13 @@ def refine_mask(mask: np.ndarray, dilation: int = 0, min_area: int = 0, dilation
     if dilation < 0 or min_area < 0 or dilation_ratio < 0:
         raise ValueError(f"dilation, min_area and dilation_ratio must be >= 0, got {dilation}, {min_area} "
                          f"and {dilation_ratio}")
-    if (min_area <= 1 and dilation_ratio == 0 and dilation == 0) or not mask.any():
+    if not mask.any():
         return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
+    if min_area > 1 or dilation_ratio > 0:  # both need the regions
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     if min_area > 1:
+        keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+        keep[0] = False
         mask = keep[labels]
         if not mask.any():
             return mask

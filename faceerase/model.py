@@ -20,7 +20,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 
 from faceerase.decoder import UNetDecoder
-from faceerase.encoders import ENCODERS, MobileNetV2Encoder, build_encoder
+from faceerase.encoders import MobileNetV2Encoder, build_encoder
 from faceerase.geometry import padding_for
 from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings, warn_defaults
 
@@ -88,8 +88,6 @@ class FaceEraseUNet(
         in_channels = encoder_params.get("in_channels", 3)
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
         try:
             self.encoder = build_encoder(encoder, **encoder_params)
         except TypeError as e:

@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceerase.images import load_image
+
 PACK_FORMAT = "faceerase-pack-1"
 
 
@@ -140,10 +142,7 @@ def load_negatives(folder: str | Path, *, long_side: int | None = 512, workers: 
         raise FileNotFoundError(f"no JPEG or PNG images under {folder}")
 
     def decode(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"unreadable image {path}")
-        return fit_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), np.zeros((0, 4), np.float32), long_side)[0]
+        return fit_long_side(load_image(path), np.zeros((0, 4), np.float32), long_side)[0]
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         images = list(pool.map(decode, paths))

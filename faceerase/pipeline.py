@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from faceerase.anonymize import METHODS, anonymize
+from faceerase.geometry import network_long_side
 from faceerase.hub import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
     CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, load_model, onnx_file,
     select_device)
@@ -215,8 +216,7 @@ class FaceEraser:
     def _network_input(image: np.ndarray, input_size: int, extra_scale: float = 1.0,
                        upscale: bool = False) -> np.ndarray:
         h, w = image.shape[:2]
-        long_side = input_size if input_size and (upscale or input_size < max(h, w)) else max(h, w)
-        target = round(long_side * extra_scale)
+        target = round(network_long_side(h, w, input_size, upscale) * extra_scale)
         target = max(target, MIN_SIDE)
         if max(h, w) == target:
             return image

@@ -14,6 +14,8 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from faceerase.thresholds import AUTO_CEILING, AUTO_FLOOR
+
 SETTINGS_NAME = "inference.json"
 
 
@@ -40,8 +42,8 @@ class InferenceSettings:
     upscale: bool = False
     extra_scales: tuple[float, ...] = ()
     live_input_size: int = 320
-    threshold_floor: float = 0.3
-    threshold_ceiling: float = 0.6
+    threshold_floor: float = AUTO_FLOOR
+    threshold_ceiling: float = AUTO_CEILING
     dilation: int = 8
     dilation_ratio: float = 0.0
     min_area: int = 16
