@@ -58,6 +58,10 @@ def test_invalid_config_rejected():
         FaceEraseUNet(stem_stride=3)
     with pytest.raises(ValueError, match="unknown preset"):
         FaceEraseUNet.from_preset("huge")
+    with pytest.raises(ValueError, match=r"unknown encoder 'resnet'; choose one of \['mobilenet_v2', 'plain'\]"):
+        FaceEraseUNet(encoder="resnet")
+    with pytest.raises(ValueError, match="invalid parameters for encoder 'mobilenet_v2'"):
+        FaceEraseUNet(encoder="mobilenet_v2", base_channels=8)
 
 
 def test_seed_preset_is_the_2018_design():

@@ -176,3 +176,22 @@ def test_model_card_front_matter_comes_from_the_model_class(tmp_path):
     assert front["license"] == declared.license == "cc-by-nc-nd-4.0"
     assert set(declared.tags) <= set(front["tags"]) and front["datasets"] == ["CUHK-CSE/wider_face"]
     assert '"stem_stride": 4' in text and "non-commercial" in text
+
+
+def test_bad_negatives_and_settings_are_clear_errors(tmp_path, capsys):
+    from faceerase.images import InvalidImageError
+    from faceerase.pack import load_negatives
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no JPEG or PNG images under"):
+        load_negatives(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "cat.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(InvalidImageError, match="cat.jpg"):
+        load_negatives(tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"negative_fraction must be in \[0, 1\)"):
+        TrainConfig(negative_fraction=1.0)
+    with pytest.raises(SystemExit) as info:
+        train_cli.main(["--data", str(tmp_path / "absent"), "--negatives", str(tmp_path / "empty"), "--steps", "1",
+                        "--out", str(tmp_path / "out"), "--no-progress"])
+    assert str(info.value).startswith("train.py: error: ") and "\n" not in str(info.value)
