@@ -2,28 +2,29 @@
 
 from faceerase.anonymize import METHODS, anonymize
 from faceerase.images import InvalidImageError, load_image
-from faceerase.model import PRESETS, FaceEraseUNet
-from faceerase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model
+from faceerase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model, load_onnx_model
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
 
 __all__ = [
     "EraseResult",
-    "FaceEraseUNet",
     "FaceEraser",
     "InvalidImageError",
     "METHODS",
     "ModelLoadError",
-    "PRESETS",
     "THRESHOLD_MODES",
     "anonymize",
     "compute_threshold",
     "load_image",
     "load_model",
+    "load_onnx_model",
 ]
 __version__ = "0.1.0"
 
-# Training and dataset API, imported on first use so that `import faceerase` does not load `datasets`.
+# The PyTorch model and the training and dataset API, imported on first use: `import faceerase` loads neither torch
+# nor `datasets` (the onnx backend needs neither).
 _LAZY = {
+    "FaceEraseUNet": "faceerase.model",
+    "PRESETS": "faceerase.model",
     "load_wider_face": "faceerase.data",
     "face_masks": "faceerase.data",
     "TrainConfig": "faceerase.training",

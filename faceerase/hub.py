@@ -3,21 +3,32 @@ folder; the embedded default model.
 
 A model folder holds ``config.json`` + ``model.safetensors`` (``FaceEraseUNet.save_pretrained``), optionally
 ``inference.json`` (:mod:`faceerase.settings`), ``model.onnx`` (``faceerase export-onnx``) and ``README.md`` (the card).
+:func:`load_model` gives the PyTorch model; :func:`load_onnx_model` gives the ``model.onnx`` runner without
+importing torch. torch is imported only by the functions that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import (HFValidationError, RemoteEntryNotFoundError, RepositoryNotFoundError,
-                                    RevisionNotFoundError)
+from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
+                                    RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 
-from faceerase.model import FaceEraseUNet
+from faceerase.fingerprint import file_weights_sha256
+from faceerase.settings import SETTINGS_NAME, InferenceSettings, warn_defaults
+
+if TYPE_CHECKING:
+    import torch
+
+    from faceerase.model import FaceEraseUNet
+    from faceerase.onnx_model import OnnxFaceModel
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "hub"
 DEFAULT_REPO_ID = "faceerase/faceerase-unet"
@@ -30,8 +41,19 @@ class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says why and what to do."""
 
 
+class OnnxUnavailableError(ModelLoadError):
+    """The model has no usable ``model.onnx``: none was published, or it was exported from other weights
+    (:attr:`stale`). Export it with ``faceerase export-onnx``."""
+
+    def __init__(self, message: str, *, stale: bool = False):
+        super().__init__(message)
+        self.stale = stale
+
+
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` as a torch device; None picks CUDA when available, else CPU."""
+    import torch
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -50,14 +72,77 @@ def load_model(
     tag or commit). None uses :data:`DEFAULT_MODEL_DIR` when it holds weights, else
     :data:`DEFAULT_REPO_ID`. Raises :class:`ModelLoadError` with a one-line reason.
     """
-    if name_or_path is None:
-        has_weights = (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file()
-        name_or_path = DEFAULT_MODEL_DIR if has_weights else DEFAULT_REPO_ID
+    name_or_path = _default_source(name_or_path, WEIGHTS_NAME)
     if _is_local(name_or_path):
         model = _load_local(Path(name_or_path).expanduser())
     else:
         model = _load_hub(str(name_or_path), revision)
     return model.to(select_device(device)).eval()
+
+
+def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | None = None,
+                    threads: int | None = None) -> OnnxFaceModel:
+    """Load the ``model.onnx`` of a model folder or Hub repo as an onnxruntime runner, without torch.
+
+    ``name_or_path`` and ``revision`` are as for :func:`load_model` (None: the embedded model). The runner's
+    settings are the ``inference.json`` beside the file when there is one (as :func:`load_model`'s are), else
+    those embedded in the file. When ``model.safetensors`` lies beside it, its fingerprint must be the one the
+    file was exported from.
+
+    Raises:
+        OnnxUnavailableError: there is no ``model.onnx``, or it was exported from other weights.
+        ModelLoadError: the folder or repo cannot be read, or the file is not a FaceErase ONNX model.
+    """
+    from faceerase.onnx_model import OnnxFaceModel
+
+    source = _default_source(name_or_path, ONNX_NAME)
+    where = str(source) + (f" (revision {revision})" if revision else "")
+    onnx_path = _model_file(source, ONNX_NAME, revision)
+    if onnx_path is None:
+        raise OnnxUnavailableError(f"{where} has no {ONNX_NAME} (write one with `faceerase export-onnx {source}`)")
+    try:
+        runner = OnnxFaceModel(onnx_path, threads=threads)
+    except Exception as e:  # onnxruntime raises its own types for unreadable files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{onnx_path} is not a readable FaceErase ONNX model: {reason}") from None
+    weights = _model_file(source, WEIGHTS_NAME, revision)
+    if weights is not None:
+        try:
+            fingerprint = file_weights_sha256(weights)
+        except SafetensorError as e:
+            raise ModelLoadError(f"the weights of {where} are unreadable (corrupt {WEIGHTS_NAME}?): {e}") from None
+        if fingerprint != runner.weights_sha256():
+            raise OnnxUnavailableError(f"{onnx_path} was not exported from these weights ({WEIGHTS_NAME} beside it); "
+                                       f"refresh it with `faceerase export-onnx {source}`", stale=True)
+    settings = _model_file(source, SETTINGS_NAME, revision)
+    if settings is not None:
+        runner.inference_settings = InferenceSettings.from_file(settings)
+    elif runner.inference_settings is None:
+        warn_defaults(str(source))
+    runner.name_or_path, runner.revision = str(source), revision
+    return runner
+
+
+def _default_source(name_or_path: str | Path | None, needed: str) -> str | Path:
+    """``name_or_path``, or for None the embedded folder when it holds ``needed``, else the default Hub repo."""
+    if name_or_path is not None:
+        return name_or_path
+    return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / needed).is_file() else DEFAULT_REPO_ID
+
+
+def _model_file(source: str | Path, name: str, revision: str | None) -> Path | None:
+    """Path of the file ``name`` of a model folder or Hub repo (downloaded), or None when it has none."""
+    if _is_local(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"no model folder at {folder}")
+        return folder / name if (folder / name).is_file() else None
+    repo_id = str(source)
+    with _hub_errors(repo_id, revision):
+        try:
+            return Path(hf_hub_download(repo_id, name, revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return None
 
 
 def _is_local(name_or_path: str | Path) -> bool:
@@ -82,6 +167,17 @@ def _load_local(folder: Path) -> FaceEraseUNet:
 
 
 def _load_hub(repo_id: str, revision: str | None) -> FaceEraseUNet:
+    where = repo_id + (f" (revision {revision})" if revision else "")
+    with _hub_errors(repo_id, revision):
+        try:
+            return _from_pretrained(repo_id, where, revision=revision)
+        except RemoteEntryNotFoundError:
+            raise ModelLoadError(f"Hub repo {where} has no {WEIGHTS_NAME}") from None
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
+    """Turn the Hub client's errors about ``repo_id`` into one-line :class:`ModelLoadError` s."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
@@ -89,14 +185,12 @@ def _load_hub(repo_id: str, revision: str | None) -> FaceEraseUNet:
             f"{repo_id!r} is neither a local model folder nor a valid Hugging Face Hub repo id") from None
     where = repo_id + (f" (revision {revision})" if revision else "")
     try:
-        return _from_pretrained(repo_id, where, revision=revision)
+        yield
     except RepositoryNotFoundError:
         raise ModelLoadError(
             f"Hub repo {repo_id} not found (or it is private or gated: log in with `hf auth login`)") from None
     except RevisionNotFoundError:
         raise ModelLoadError(f"Hub repo {repo_id} has no revision {revision!r}") from None
-    except RemoteEntryNotFoundError:
-        raise ModelLoadError(f"Hub repo {where} has no {WEIGHTS_NAME}") from None
     except OSError as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(
@@ -105,6 +199,8 @@ def _load_hub(repo_id: str, revision: str | None) -> FaceEraseUNet:
 
 
 def _from_pretrained(name: str, where: str, **kwargs) -> FaceEraseUNet:
+    from faceerase.model import FaceEraseUNet
+
     try:
         return FaceEraseUNet.from_pretrained(name, strict=True, **kwargs)
     except SafetensorError as e:
@@ -119,17 +215,3 @@ def _from_pretrained(name: str, where: str, **kwargs) -> FaceEraseUNet:
         raise ModelLoadError(
             f"the weights of {where} do not match its config ({detail.rstrip('.')}); "
             f"{CONFIG_NAME} and {WEIGHTS_NAME} come from different models") from None
-
-
-def onnx_file(model: FaceEraseUNet) -> Path | None:
-    """The ``model.onnx`` shipped beside the model's weights, if any."""
-    source = model.name_or_path
-    if source is None:
-        return None
-    if Path(source).is_dir():
-        path = Path(source) / ONNX_NAME
-        return path if path.is_file() else None
-    try:
-        return Path(hf_hub_download(source, ONNX_NAME, revision=model.revision))
-    except (OSError, ValueError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
-        return None  # not published, or not reachable: export instead

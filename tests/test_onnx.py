@@ -113,3 +113,72 @@ def test_cli_export_onnx_and_backend_option(tiny_model_dir, tmp_path, capsys):
                      "--backend", backend, "--device", "cpu", "--report", str(report)])
         assert code == 0
         assert json.loads(report.read_text().splitlines()[0])["model"]["backend"] == backend
+
+
+def test_onnx_backend_on_a_folders_model_onnx_never_imports_torch(tiny_model, tmp_path):
+    """A deployment without torch: the folder's up-to-date model.onnx is all the onnx backend needs."""
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    export_onnx(tiny_model, folder / ONNX_NAME)
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), photos(96)[0][:, :, ::-1])
+    script = (
+        "import json, sys\n"
+        "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
+        "import numpy as np\n"
+        "from faceerase import FaceEraser\n"
+        f"eraser = FaceEraser({str(folder)!r}, input_size=64, backend='onnx')\n"
+        f"np.save({str(tmp_path / 'prob.npy')!r}, eraser({str(image)!r}).probabilities)\n"
+        "print(json.dumps({'model': type(eraser.model).__name__, 'device': eraser.device,\n"
+        "                  'hash': eraser.model.weights_sha256(), 'input_size': eraser.input_size}))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report == {"model": "OnnxFaceModel", "device": None, "hash": tiny_model.weights_sha256(),
+                      "input_size": 64}
+    expected = FaceEraser(tiny_model, device="cpu", input_size=64, backend="torch")(image).probabilities
+    assert np.abs(np.load(tmp_path / "prob.npy") - expected).max() < TOLERANCE
+
+
+def test_load_onnx_model_says_when_the_file_is_missing_stale_or_unreadable(tiny_model, tmp_path):
+    from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_onnx_model
+    from faceerase.settings import SETTINGS_NAME
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    with pytest.raises(OnnxUnavailableError, match="has no model.onnx .*faceerase export-onnx") as missing:
+        load_onnx_model(folder)
+    assert not missing.value.stale
+    export_onnx(tiny_model, folder / ONNX_NAME)
+    settings = InferenceSettings(input_size=320, dilation=2, source="beside")
+    settings.save(folder)
+    assert (folder / SETTINGS_NAME).is_file()
+    runner = load_onnx_model(folder)
+    assert runner.settings == settings  # inference.json beside the file wins, as for load_model
+    assert runner.name_or_path == str(folder) and runner.weights_sha256() == tiny_model.weights_sha256()
+    torch.manual_seed(5)
+    export_onnx(FaceEraseUNet.from_preset("live", base_channels=4, depth=2).eval(), folder / ONNX_NAME)
+    with pytest.raises(OnnxUnavailableError, match="not exported from these weights") as stale:
+        load_onnx_model(folder)
+    assert stale.value.stale
+    (folder / ONNX_NAME).write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="not a readable FaceErase ONNX model"):
+        load_onnx_model(folder)
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        load_onnx_model(tmp_path / "nowhere")
+
+
+def test_an_onnx_model_object_runs_on_the_onnx_backend_only(tiny_model, tmp_path):
+    runner = OnnxFaceModel(export_onnx(tiny_model))
+    eraser = FaceEraser(runner, input_size=64)
+    assert eraser.backend == "onnx" and eraser.model is runner and eraser.device is None
+    with pytest.raises(ValueError, match="only on the onnx backend"):
+        FaceEraser(runner, backend="torch")
+    with pytest.raises(ValueError, match="onnx backend runs on the CPU"):
+        FaceEraser(tiny_model, backend="onnx", device="cuda")

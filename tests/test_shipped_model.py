@@ -38,7 +38,7 @@ def test_shipped_folder_has_calibrated_settings_and_the_onnx_export_of_its_weigh
     model = load_model()
     assert model.inference_settings is not None and "calibrate.py" in model.inference_settings.source
     onnx = OnnxFaceModel(DEFAULT_MODEL_DIR / ONNX_NAME)
-    assert onnx.weights_sha256 == model.weights_sha256() and onnx.inference_settings == model.inference_settings
+    assert onnx.weights_sha256() == model.weights_sha256() and onnx.inference_settings == model.inference_settings
 
 
 def test_astronaut_face_is_masked_and_little_else(eraser):
