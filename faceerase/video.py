@@ -1,7 +1,9 @@
 """Video anonymization: frame reading/writing with OpenCV, temporal smoothing, audio muxing with ffmpeg.
 
-:class:`TemporalMax` is shared by the CLI (files and ``--webcam``) and the app's webcam tab: a face
-seen in frame ``t`` stays masked for the next ``window - 1`` frames even if the network misses it.
+Every frame stream goes through :func:`anonymize_frames` (network, :class:`TemporalMax`, post-processing):
+video files and the CLI's ``--webcam`` through :func:`write_anonymized_video`, the app's webcam tab
+directly. With :class:`TemporalMax` a face seen in frame ``t`` stays masked for the next ``window - 1``
+frames even if the network misses it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 import shutil
 import subprocess
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,7 +113,7 @@ def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWri
 
 @dataclass
 class VideoSummary:
-    """What :func:`anonymize_video` did: frame count, per-frame results' regions and threshold, audio, warnings."""
+    """What :func:`write_anonymized_video` did: frame count, per-frame regions and threshold, audio, warnings."""
 
     frames: int = 0
     regions: list[list] = field(default_factory=list)  # faceerase.masks.Region per frame
@@ -120,7 +122,7 @@ class VideoSummary:
     warnings: list[str] = field(default_factory=list)  # one line each: truncated source, audio lost
 
 
-def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     batch: list[np.ndarray] = []
     for frame in frames:
         batch.append(frame)
@@ -131,34 +133,54 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def anonymize_frames(eraser: "FaceEraser", frames: Iterator[np.ndarray], smoother: TemporalMax,
+def anonymize_frames(eraser: "FaceEraser", frames: Iterable[np.ndarray], smoother: TemporalMax,
                      batch_size: int = 8, **options) -> Iterator["EraseResult"]:
     """Anonymize a frame stream: batched network pass, temporal max of the maps, then post-processing
     (``options`` override the eraser's, as in :meth:`FaceEraser.postprocess`). The one stream path of the
-    library: videos, the CLI's webcam and the app's webcam tab all go through it."""
+    library: :func:`write_anonymized_video` (videos, the CLI's webcam) and the app's webcam tab go through it."""
     for batch in _batches(frames, max(1, batch_size)):
         for frame, prob in zip(batch, eraser.predict(batch)):
             yield eraser.postprocess(frame, smoother(prob), **options)
 
 
-def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *, temporal_window: int = 3,
-                    batch_size: int = 8, keep_metadata: bool = False,
-                    on_frame: Callable[[int], None] | None = None) -> VideoSummary:
-    """Anonymize every frame of ``source`` into ``destination`` (same fps and size), atomically.
+def write_anonymized_video(eraser: "FaceEraser", frames: Iterable[np.ndarray], destination: Path, fps: float, *,
+                           temporal_window: int = DEFAULT_TEMPORAL_WINDOW, batch_size: int = 8,
+                           audio_source: Path | None = None, keep_metadata: bool = False,
+                           on_frame: Callable[[int], None] | None = None) -> VideoSummary:
+    """Anonymize the RGB ``frames`` (:func:`anonymize_frames` with a ``temporal_window`` max) into the video
+    ``destination`` at ``fps`` and the size of the first frame, atomically.
 
-    The finished file is decoded again before it replaces ``destination``: when fewer frames come back
-    than were written it is a :class:`VideoError` and nothing is left behind. ``summary.warnings`` says
-    when ``source`` decodes to fewer frames than its container declares (truncated or corrupt: the
-    output holds every frame that decoded) and when its audio was, or may have been, lost.
-    Audio is copied with ffmpeg when it is on PATH (``summary.audio``). Container metadata is dropped;
-    ``keep_metadata`` keeps the tags of :data:`faceerase.metadata.VIDEO_TAGS`.
-    ``on_frame(n)`` is called after each frame (progress bars).
+    With ``audio_source`` its audio (and with ``keep_metadata`` its tags of
+    :data:`faceerase.metadata.VIDEO_TAGS`) is copied in with ffmpeg (``summary.audio``); other metadata is never
+    written. The finished file is decoded again before it replaces ``destination``: when fewer frames come back
+    than were written it is a :class:`VideoError` and nothing is left behind; so are a stream with no frame and
+    a frame of another size. ``on_frame(1)`` is called after each frame (progress bars).
+    """
+    with atomic_output(destination) as tmp:
+        summary = _write_frames(eraser, frames, tmp, fps, TemporalMax(temporal_window), batch_size, on_frame)
+        if audio_source is not None:
+            summary.audio = _mux(tmp, audio_source, keep_metadata)
+        check_frame_count(tmp, summary.frames, destination)
+    return summary
+
+
+def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *,
+                    temporal_window: int = DEFAULT_TEMPORAL_WINDOW, batch_size: int = 8, keep_metadata: bool = False,
+                    on_frame: Callable[[int], None] | None = None) -> VideoSummary:
+    """Anonymize every frame of ``source`` into ``destination`` (same fps and size) with
+    :func:`write_anonymized_video`, audio included.
+
+    ``summary.warnings`` says when ``source`` decodes to fewer frames than its container declares (truncated or
+    corrupt: the output holds every frame that decoded) and when its audio was, or may have been, lost.
     """
     info = probe_video(source)
-    with atomic_output(destination) as tmp:
-        summary = _write_frames(eraser, source, tmp, info, TemporalMax(temporal_window), batch_size, on_frame)
-        summary.audio = _mux(tmp, source, keep_metadata)
-        check_frame_count(tmp, summary.frames, destination)
+    capture = cv2.VideoCapture(str(source))
+    try:
+        summary = write_anonymized_video(eraser, read_frames(capture), destination, info.fps,
+                                         temporal_window=temporal_window, batch_size=batch_size,
+                                         audio_source=source, keep_metadata=keep_metadata, on_frame=on_frame)
+    finally:
+        capture.release()
     if info.frame_count > summary.frames:
         summary.warnings.append(f"only {summary.frames} of the {info.frame_count} frames its container declares "
                                 f"could be decoded (truncated or corrupt video?)")
@@ -167,27 +189,29 @@ def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *, te
     return summary
 
 
-def _write_frames(eraser: "FaceEraser", source: Path, path: Path, info: VideoInfo, smoother: TemporalMax,
-                  batch_size: int, on_frame: Callable[[int], None] | None) -> VideoSummary:
-    """Anonymize the frames of ``source`` into the silent video ``path``."""
+def _write_frames(eraser: "FaceEraser", frames: Iterable[np.ndarray], path: Path, fps: float,
+                  smoother: TemporalMax, batch_size: int, on_frame: Callable[[int], None] | None) -> VideoSummary:
+    """Anonymize ``frames`` into the silent video ``path``, its size that of the first frame."""
     summary = VideoSummary()
-    capture = cv2.VideoCapture(str(source))
+    writer: cv2.VideoWriter | None = None
     try:
-        writer = open_writer(path, info.fps, info.width, info.height)
-        try:
-            for result in anonymize_frames(eraser, read_frames(capture), smoother, batch_size):
-                if result.anonymized.shape[:2] != (info.height, info.width):
-                    raise VideoError("frame size changes within the video")
-                writer.write(cv2.cvtColor(result.anonymized, cv2.COLOR_RGB2BGR))
-                summary.frames += 1
-                summary.regions.append(result.regions)
-                summary.thresholds.append(result.threshold)
-                if on_frame:
-                    on_frame(1)
-        finally:
-            writer.release()
+        for result in anonymize_frames(eraser, frames, smoother, batch_size):
+            height, width = result.anonymized.shape[:2]
+            if writer is None:
+                size = (height, width)
+                writer = open_writer(path, fps, width, height)
+            elif (height, width) != size:
+                raise VideoError(f"frame size changes within the video, from {size[1]}x{size[0]} to "
+                                 f"{width}x{height}")
+            writer.write(cv2.cvtColor(result.anonymized, cv2.COLOR_RGB2BGR))
+            summary.frames += 1
+            summary.regions.append(result.regions)
+            summary.thresholds.append(result.threshold)
+            if on_frame:
+                on_frame(1)
     finally:
-        capture.release()
+        if writer is not None:
+            writer.release()
     if summary.frames == 0:
         raise VideoError("video has no decodable frames (corrupt or empty)")
     return summary
