@@ -230,7 +230,9 @@ class FaceEraser:
     def _network(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (B, H, W) of a uint8 (B, H, W, 3) batch, with the chosen backend."""
         if self._onnx is not None:
-            return self._onnx.predict_proba(batch.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+            images = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)  # the one float copy
+            images /= 255
+            return self._onnx.predict_proba(images)
         import torch
 
         images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
