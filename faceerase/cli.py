@@ -10,72 +10,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
-import os
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
-from faceerase.images import MAX_PIXELS, MAX_PIXELS_ENV, InvalidImageError, load_image
+from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, failure_record, is_input_or_output, plan,
+                             process_job, record_context, skip_record)
+from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
-from faceerase.metadata import allowed_exif, describe_kept
+from faceerase.metadata import describe_kept
 from faceerase.outputs import atomic_output, remove_stale_temp_files
-from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, TemporalMax, VideoError, anonymize_frames,
-                             anonymize_video, check_frame_count, open_writer, output_suffix, probe_video, read_frames)
+from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
+                             read_frames, write_anonymized_video)
 
 if TYPE_CHECKING:
     from faceerase.pipeline import FaceEraser
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-# Images that may show faces but that this tool cannot read: they fail (exit code 1), never vanish.
-UNREADABLE_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
-                                         ".orf", ".rw2"})
+_WEBCAM_FPS = 30.0
 
 
 class UsageError(Exception):
     """A command line that cannot be run as given (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its anonymized copy goes."""
-
-    source: Path
-    destination: Path
-    kind: str  # "image" or "video"
-
-
-@dataclass(frozen=True)
-class Skip:
-    """An input left alone on purpose: ``reason`` is counted in the summary, ``detail`` only reported."""
-
-    path: Path
-    reason: str
-    detail: str = ""
-
-    @property
-    def message(self) -> str:
-        return f"{self.reason} {self.detail}" if self.detail else self.reason
-
-
-@dataclass
-class Plan:
-    """Every input a run sees: files to anonymize, files skipped with a reason, inputs failed up front."""
-
-    jobs: list[Job] = field(default_factory=list)
-    skips: list[Skip] = field(default_factory=list)
-    problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -231,180 +197,6 @@ def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", d
     return eraser, identity
 
 
-# --------------------------------------------------------------------------- planning
-
-def _kind(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
-
-
-def _unsupported(path: Path) -> str:
-    """Why the file ``path`` cannot be anonymized (it is neither an image nor a video this tool reads)."""
-    suffix = path.suffix.lower()
-    if suffix in UNREADABLE_IMAGE_EXTENSIONS:
-        return f"unsupported image format {suffix!r}: convert it to JPEG or PNG first"
-    return (f"unsupported format {suffix or '(no extension)'!r}; expected an image "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or a video")
-
-
-def _target(source: Path, destination: Path) -> Job:
-    kind = _kind(source)
-    if kind is not None and _kind(destination) != kind:
-        raise UsageError(f"output {destination} must be {'an' if kind == 'image' else 'a'} {kind} like {source}")
-    if kind == "video":
-        destination = destination.with_suffix(output_suffix(destination))
-    return Job(source, destination, kind or "")
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _skip(entry: os.DirEntry) -> Skip | None:
-    """Why a folder entry that is not a folder to walk is left alone; None for images, videos and unreadable
-    images (those fail instead)."""
-    path = Path(entry.path)
-    if entry.name.startswith("."):
-        return Skip(path, "hidden folder" if entry.is_dir() else "hidden file")
-    if entry.is_dir():
-        return Skip(path, "link to a folder (not followed)")
-    if entry.is_symlink() and not path.exists():
-        return Skip(path, "broken link")
-    if not entry.is_file():
-        return Skip(path, "not a regular file")
-    suffix = path.suffix.lower()
-    if _kind(path) is None and suffix not in UNREADABLE_IMAGE_EXTENSIONS:
-        return Skip(path, "not an image or video", f"({suffix or 'no extension'})")
-    return None
-
-
-def _scan(folder: Path, found: Plan, media: list[Path]) -> None:
-    """Walk ``folder`` in name order: images and videos go to ``media``, every other entry to ``found``."""
-    try:
-        with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-    except OSError as error:
-        found.problems.append((folder, f"cannot list folder: {error.strerror or error}"))
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-            _scan(path, found, media)
-        elif (skip := _skip(entry)) is not None:
-            found.skips.append(skip)
-        elif _kind(path) is not None:
-            media.append(path)
-        else:
-            found.problems.append((path, _unsupported(path)))
-
-
-def plan(paths: list[Path], out: Path) -> Plan:
-    """Map inputs to outputs: every input and every entry of an input folder becomes a job, a skip or a problem.
-
-    Raises :class:`UsageError` when an output would overwrite an input or land inside an input folder.
-    """
-    found = Plan()
-    out_resolved = out.resolve()
-    single_file_out = len(paths) == 1 and _kind(out) is not None
-    for path in paths:
-        if not path.exists():
-            found.problems.append((path, "no such file or folder"))
-        elif path.is_dir():
-            if _is_within(out_resolved, path.resolve()):
-                raise UsageError(f"output {out} is inside the input folder {path}; choose another output folder")
-            root = out if len(paths) == 1 else out / path.resolve().name
-            seen_before = len(found.skips) + len(found.problems)
-            media: list[Path] = []
-            _scan(path, found, media)
-            if not media:
-                others = len(found.skips) + len(found.problems) > seen_before
-                found.problems.append((path, "folder has no images or videos" if others else "empty folder"))
-            found.jobs += [_target(p, root / p.relative_to(path)) for p in media]
-        elif _kind(path) is None:
-            found.problems.append((path, _unsupported(path)))
-        else:
-            found.jobs.append(_target(path, out if single_file_out else out / path.name))
-    inputs = {job.source.resolve() for job in found.jobs}
-    seen: dict[Path, Path] = {}
-    for job in found.jobs:
-        resolved = job.destination.resolve()
-        if resolved in inputs:
-            raise UsageError(f"output {job.destination} would overwrite an input; choose another output")
-        if resolved in seen:
-            raise UsageError(f"{job.source} and {seen[resolved]} would both be written to {job.destination}")
-        seen[resolved] = job.source
-    return found
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name the same file, through links too (either may not exist yet)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
-def _check_report_path(report: Path | None, inputs: list[Path], todo: Plan) -> None:
-    """Refuse a ``--report`` that is an input or an output of the run: it would be overwritten with JSON."""
-    if report is None:
-        return
-    paths = [*inputs, *(s.path for s in todo.skips), *(p for p, _ in todo.problems),
-             *(p for job in todo.jobs for p in (job.source, job.destination))]
-    if any(_same_file(report, path) for path in paths):
-        raise UsageError(f"the report {report} is an input or an output of this run; choose another --report file")
-
-
-# --------------------------------------------------------------------------- images
-
-def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None) -> None:
-    """Encode RGB ``pixels`` to ``destination`` (format from its extension) atomically, with no metadata
-    other than ``exif``."""
-    fmt = Image.registered_extensions()[destination.suffix.lower()]
-    options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    if exif:
-        options["exif"] = exif
-    with atomic_output(destination) as tmp, tmp.open("wb") as handle:
-        Image.fromarray(pixels).save(handle, format=fmt, **options)
-
-
-def _frame_count(source: Path) -> int:
-    """Frames in the image ``source``: 1 for a JPEG whose extra MPF images (previews, depth maps) are dropped,
-    and for a file that does not open (:func:`~faceerase.images.load_image` then says why)."""
-    try:
-        with Image.open(source) as image:
-            return 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
-    except Exception:  # noqa: BLE001 - decoders raise many types; load_image reports them clearly
-        return 1
-
-
-def _regions(regions: list) -> list[dict[str, Any]]:
-    return [{"box": [int(v) for v in r.box], "area": int(r.area), "score": round(float(r.score), 4),
-             "mean_score": round(float(r.mean_score), 4)} for r in regions]
-
-
-def _anonymize_image(eraser: "FaceEraser", job: Job, args: argparse.Namespace) -> dict[str, Any]:
-    frames = _frame_count(job.source)
-    if frames > 1:
-        raise InvalidImageError(f"unsupported: multi-frame image ({frames} frames); only single-frame images "
-                                f"are anonymized")
-    result = eraser(load_image(job.source, max_pixels=args.max_pixels))
-    write_image(result.anonymized, job.destination, exif=allowed_exif(job.source) if args.keep_metadata else None)
-    return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
-            "n_regions": len(result.regions)}
-
-
-def _anonymize_video_job(eraser: "FaceEraser", job: Job, args: argparse.Namespace) -> dict[str, Any]:
-    total = probe_video(job.source).frame_count or None
-    with tqdm(desc=job.source.name, total=total, unit="frame", leave=False, file=sys.stderr) as bar:
-        summary = anonymize_video(eraser, job.source, job.destination, temporal_window=args.temporal_window,
-                                  batch_size=args.batch_size, keep_metadata=args.keep_metadata,
-                                  on_frame=bar.update)
-    frame_regions = [{"frame": i, "regions": _regions(r)} for i, r in enumerate(summary.regions) if r]
-    return {"frames": summary.frames, "audio": summary.audio, "warnings": summary.warnings,
-            "threshold_range": [round(min(summary.thresholds), 4), round(max(summary.thresholds), 4)],
-            "n_regions": sum(len(r) for r in summary.regions), "frame_regions": frame_regions}
-
-
 # --------------------------------------------------------------------------- anonymize command
 
 def _cmd_anonymize(args: argparse.Namespace) -> int:
@@ -418,89 +210,87 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         raise UsageError("nothing to anonymize: give at least one PATH (or --webcam)")
     if args.max_frames is not None:
         raise UsageError("--max-frames only applies to --webcam")
-    todo = plan(args.paths, args.output)
-    _check_report_path(args.report, args.paths, todo)
+    try:
+        todo = plan(args.paths, args.output)
+    except PlanError as error:
+        raise UsageError(str(error)) from None
+    if args.report is not None and is_input_or_output(args.report, args.paths, todo):
+        raise UsageError(f"the report {args.report} is an input or an output of this run; "
+                         f"choose another --report file")
     for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
         print(f"removed {path}, a temporary file left by an interrupted run", file=sys.stderr)
-    eraser, context = _eraser_and_context(args) if todo.jobs else (None, {})
-    report = _open_report(args.report, args.resume)
-    outcomes = _Outcomes(report)
-    try:
+    options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels,
+                         temporal_window=args.temporal_window, resume=args.resume)
+    eraser, context = _eraser_and_context(args, options) if todo.jobs else (None, {})
+    with _open_report(args.report, args.resume) as report:
+        outcomes = _Outcomes(report)
         for path, message in todo.problems:
-            outcomes.failed(path, message, {"input": str(path)})
+            outcomes.add(failure_record(path, message))
         for skip in todo.skips:
-            outcomes.skipped(skip, {"input": str(skip.path)})
+            outcomes.add(skip_record(skip), skip.reason)
         for job in tqdm(todo.jobs, desc="files", unit="file", file=sys.stderr, disable=len(todo.jobs) < 2):
-            _process(eraser, job, args, outcomes, context)
-    finally:
-        if report:
-            report.close()
+            with _frame_bar(job) as on_frame:
+                outcomes.add(process_job(eraser, job, options, context, on_frame=on_frame))
     print(outcomes.summary())
     return 1 if outcomes.counts["failed"] else 0
 
 
-def _eraser_and_context(args: argparse.Namespace) -> tuple["FaceEraser", dict[str, Any]]:
-    """The eraser for the anonymize command, and the model and settings every report line of a file carries."""
+def _eraser_and_context(args: argparse.Namespace, options: JobOptions) -> tuple["FaceEraser", dict[str, Any]]:
+    """The eraser for the anonymize command, and the model and settings every record of a file carries."""
     eraser, identity = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
-    settings = {**dataclasses.asdict(eraser.options), "input_size": eraser.input_size,
-                "extra_scales": list(eraser.settings.extra_scales), "temporal_window": args.temporal_window}
-    return eraser, {"model": identity, "settings": settings}
+    return eraser, record_context(eraser, options, identity)
 
 
-def _up_to_date(job: Job) -> bool:
-    """Whether ``job``'s output exists and is not older than its input (``--resume`` skips it)."""
+def _open_report(path: Path | None, resume: bool) -> contextlib.AbstractContextManager[AuditReport | None]:
+    """The ``--report`` (appended to with ``--resume``), or nothing when none was asked for."""
+    if path is None:
+        return contextlib.nullcontext()
     try:
-        return job.destination.stat().st_mtime_ns >= job.source.stat().st_mtime_ns
-    except FileNotFoundError:
-        return False
+        return AuditReport(path, append=resume)
+    except OSError as error:
+        raise UsageError(str(error)) from None
 
 
-def _process(eraser: "FaceEraser", job: Job, args: argparse.Namespace, outcomes: "_Outcomes",
-             context: dict[str, Any]) -> None:
-    """Anonymize one file (or skip it with ``--resume``) and record the outcome."""
-    record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
-    if args.resume and _up_to_date(job):
-        outcomes.skipped(Skip(job.source, "output up to date (--resume)"), record)
+@contextlib.contextmanager
+def _frame_bar(job: Job) -> Iterator[Callable[[int], object] | None]:
+    """A progress bar over the frames of a video job, yielding its update function (None for an image)."""
+    if job.kind != "video":
+        yield None
         return
-    start = time.perf_counter()
     try:
-        job.destination.parent.mkdir(parents=True, exist_ok=True)
-        anonymize = _anonymize_image if job.kind == "image" else _anonymize_video_job
-        record.update(anonymize(eraser, job, args))
-    except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
-        record["seconds"] = round(time.perf_counter() - start, 3)
-        outcomes.failed(job.source, str(error) or type(error).__name__, {**record, **context})
-    else:
-        record["seconds"] = round(time.perf_counter() - start, 3)
-        outcomes.anonymized({**record, **context})
+        total = probe_video(job.source).frame_count or None
+    except VideoError:  # process_job reports it
+        total = None
+    with tqdm(desc=job.source.name, total=total, unit="frame", leave=False, file=sys.stderr) as bar:
+        yield bar.update
 
 
 class _Outcomes:
-    """Counts what happened to each input, prints failures and warnings, and writes the ``--report`` lines."""
+    """Counts the audit records of a run, prints failures and warnings, and writes the records to the report."""
 
-    def __init__(self, report: TextIO | None):
+    def __init__(self, report: AuditReport | None):
         self.report = report
         self.counts = {"ok": 0, "failed": 0, "warned": 0, "regions": 0}
         self.skip_reasons: Counter[str] = Counter()
         self.start = time.perf_counter()
 
-    def anonymized(self, record: dict[str, Any]) -> None:
-        for warning in record.get("warnings", []):
-            tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
-        self.counts["ok"] += 1
-        self.counts["warned"] += bool(record.get("warnings"))
-        self.counts["regions"] += record["n_regions"]
-        _record(self.report, {**record, "status": "ok"})
-
-    def failed(self, path: Path, message: str, record: dict[str, Any]) -> None:
-        where = "" if str(path) in message else f"{path}: "
-        tqdm.write(f"error: {where}{message}", file=sys.stderr)
-        self.counts["failed"] += 1
-        _record(self.report, {**record, "status": "failed", "error": message})
-
-    def skipped(self, skip: Skip, record: dict[str, Any]) -> None:
-        self.skip_reasons[skip.reason] += 1
-        _record(self.report, {**record, "status": "skipped", "reason": skip.message})
+    def add(self, record: dict[str, Any], skip_reason: str | None = None) -> None:
+        """Account for ``record``; a skip is counted under ``skip_reason`` (default: the record's reason)."""
+        if record["status"] == "ok":
+            for warning in record.get("warnings", []):
+                tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
+            self.counts["ok"] += 1
+            self.counts["warned"] += bool(record.get("warnings"))
+            self.counts["regions"] += record["n_regions"]
+        elif record["status"] == "failed":
+            message = record["error"]
+            where = "" if record["input"] in message else f"{record['input']}: "
+            tqdm.write(f"error: {where}{message}", file=sys.stderr)
+            self.counts["failed"] += 1
+        else:
+            self.skip_reasons[skip_reason or record["reason"]] += 1
+        if self.report is not None:
+            self.report.write(record)
 
     def summary(self) -> str:
         """One line: files anonymized (with warnings), failed and skipped (by reason), face regions, time."""
@@ -511,22 +301,6 @@ class _Outcomes:
         return (f"{total} file{'s' * (total != 1)}: {ok} anonymized{f' ({warned} with warnings)' * bool(warned)}, "
                 f"{failed} failed, {skipped} skipped{f' ({reasons})' * bool(reasons)}; "
                 f"{regions} face region{'s' * (regions != 1)}; {time.perf_counter() - self.start:.1f} s")
-
-
-def _open_report(path: Path | None, resume: bool) -> TextIO | None:
-    if path is None:
-        return None
-    try:
-        return path.open("a" if resume else "w", encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"cannot write the report {path}: {error.strerror or error}") from None
-
-
-def _record(report: TextIO | None, record: dict[str, Any]) -> None:
-    if report is not None:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        report.write(json.dumps({"timestamp": stamp, **record}) + "\n")
-        report.flush()
 
 
 # --------------------------------------------------------------------------- webcam
@@ -546,6 +320,30 @@ def _camera_frames(index: int, limit: int | None) -> Iterator[np.ndarray]:
         capture.release()
 
 
+@contextlib.contextmanager
+def _until_ctrl_c(frames: Iterable[np.ndarray]) -> Iterator[Iterator[np.ndarray]]:
+    """``frames``, ending at the first Ctrl-C instead of raising :class:`KeyboardInterrupt`, so that the frames
+    so far are written out; a second Ctrl-C interrupts as usual."""
+    stopped = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        signal.signal(signal.SIGINT, previous)
+
+    def until_stopped() -> Iterator[np.ndarray]:
+        for item in frames:
+            if stopped:
+                return
+            yield item
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield until_stopped()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_webcam(args: argparse.Namespace) -> int:
     out: Path = args.output
     if out.suffix.lower() not in VIDEO_EXTENSIONS:
@@ -559,37 +357,14 @@ def _run_webcam(args: argparse.Namespace) -> int:
     print(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        count = _record_camera(eraser, first, frames, out, args.temporal_window)
+        with _until_ctrl_c(chain([first], frames)) as stream, tqdm(unit="frame", file=sys.stderr) as bar:
+            summary = write_anonymized_video(eraser, stream, out, _WEBCAM_FPS, temporal_window=args.temporal_window,
+                                             batch_size=1, on_frame=bar.update)
     except (VideoError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{count} frames written to {out}")
+    print(f"{summary.frames} frames written to {out}")
     return 0
-
-
-def _record_camera(eraser: "FaceEraser", first: np.ndarray, rest: Iterator[np.ndarray], out: Path,
-                   window: int) -> int:
-    """Anonymize ``first`` and ``rest`` into the video ``out`` atomically until the frames end or Ctrl-C;
-    return the frame count."""
-    count = 0
-    with atomic_output(out) as tmp:
-        writer = open_writer(tmp, 30.0, first.shape[1], first.shape[0])
-        try:
-            stream = anonymize_frames(eraser, _chain(first, rest), TemporalMax(window), batch_size=1)
-            for result in tqdm(stream, unit="frame", file=sys.stderr):
-                writer.write(result.anonymized[:, :, ::-1].copy())
-                count += 1
-        except KeyboardInterrupt:
-            pass
-        finally:
-            writer.release()
-        check_frame_count(tmp, count, out)
-    return count
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
 
 
 # --------------------------------------------------------------------------- evaluate command

@@ -1,14 +1,23 @@
-"""Image loading: any supported input becomes an RGB uint8 array, or a clear error."""
+"""Image files: any supported input becomes an RGB uint8 array, or a clear error; results are written atomically
+with no metadata but an allow-listed EXIF block."""
 
 from __future__ import annotations
 
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faceerase.outputs import atomic_output
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+"""Extensions of the image files this library reads and writes."""
+UNREADABLE_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
+                                         ".orf", ".rw2"})
+"""Images that may show faces but that this library cannot read: they must fail, never vanish."""
 MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
 """Default limit on the pixels (width x height) of an image to decode: a 40-megapixel photo decodes to 120 MB
@@ -142,3 +151,30 @@ def _from_array(array: np.ndarray) -> np.ndarray:
         alpha = array[:, :, 3:].astype(np.float32) / 255
         return np.rint(array[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
     return array
+
+
+def check_single_frame(path: Path) -> None:
+    """Raise :class:`InvalidImageError` when the image file ``path`` holds several frames (animated GIF, PNG or
+    WebP, multi-page TIFF): only its first would be anonymized. A JPEG's extra MPF images (previews, depth maps)
+    do not count: they are dropped. A file that does not open passes; :func:`load_image` then says why."""
+    try:
+        with Image.open(path) as image:
+            frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - decoders raise many types; load_image reports them clearly
+        return
+    if frames > 1:
+        raise InvalidImageError(f"unsupported: multi-frame image ({frames} frames); only single-frame images "
+                                f"are anonymized")
+
+
+def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None) -> None:
+    """Encode RGB uint8 ``pixels`` to ``destination`` (format from its extension; JPEG and WebP at quality 95)
+    atomically, with no metadata other than ``exif``."""
+    fmt = Image.registered_extensions().get(destination.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write an image to {destination}: unknown extension {destination.suffix!r}")
+    options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if exif:
+        options["exif"] = exif
+    with atomic_output(destination) as tmp, tmp.open("wb") as handle:
+        Image.fromarray(pixels).save(handle, format=fmt, **options)
