@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from faceerase.data import face_masks, load_wider_face
+from faceerase.masks import check_mask
 
 if TYPE_CHECKING:
     import datasets
@@ -76,13 +77,6 @@ def _pixel_bounds(boxes: np.ndarray, height: int, width: int, growth: float = 1.
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
 
 
-def _check_mask(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    return mask.astype(bool, copy=False)
-
-
 def box_mask(boxes: Iterable[Iterable[float]], height: int, width: int, growth: float = 1.0) -> np.ndarray:
     """Boolean HxW mask of the union of boxes ``[x, y, w, h]`` grown ``growth`` times about their centres."""
     out = np.zeros((height, width), dtype=bool)
@@ -96,7 +90,7 @@ def face_coverage(mask: np.ndarray, boxes: Iterable[Iterable[float]]) -> np.ndar
 
     Boxes are clipped to the image and are at least one pixel wide and high.
     """
-    mask = _check_mask(mask)
+    mask = check_mask(mask)
     boxes = _as_boxes(boxes)
     if len(boxes) == 0:
         return np.zeros(0)
@@ -120,17 +114,17 @@ def collateral(mask: np.ndarray, boxes: Iterable[Iterable[float]], growth: float
 
     Pass every annotated face, invalid ones included: masking them is not collateral damage.
     """
-    mask = _check_mask(mask)
+    mask = check_mask(mask)
     outside = ~box_mask(boxes, *mask.shape, growth=growth)
     return float(np.count_nonzero(mask & outside) / mask.size)
 
 
 def pixel_iou_counts(mask: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int]:
     """(intersection, union) pixel counts of two boolean masks, leaving out ``ignore`` pixels from the union."""
-    mask, truth = _check_mask(mask), _check_mask(truth)
+    mask, truth = check_mask(mask), check_mask(truth)
     union = mask | truth
     if ignore is not None:
-        union &= ~_check_mask(ignore)
+        union &= ~check_mask(ignore)
     return int(np.count_nonzero(mask & truth)), int(np.count_nonzero(union))
 
 

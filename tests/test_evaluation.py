@@ -52,6 +52,16 @@ def test_coverage_clips_boxes_and_handles_degenerate_ones():
     assert np.isnan(coverage_recall(mask, []))
 
 
+def test_metrics_take_the_masks_of_masks_check_mask():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:10, :10] = 255  # integer masks: non-zero pixels are masked
+    assert face_coverage(mask, [[0, 0, 10, 10]])[0] == 1.0
+    for metric in (lambda m: face_coverage(m, [[0, 0, 10, 10]]), lambda m: collateral(m, []),
+                   lambda m: pixel_iou(m, m)):
+        with pytest.raises(ValueError, match="threshold probability maps first"):
+            metric(mask / 255.0)
+
+
 def test_collateral_of_known_rectangle_outside_grown_boxes():
     mask = np.zeros((100, 100), bool)
     box = [40, 40, 20, 20]  # grown 1.5x about its centre: x, y in [35, 65)
