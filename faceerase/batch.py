@@ -235,8 +235,10 @@ def is_up_to_date(job: Job) -> bool:
 def record_context(eraser: "FaceEraser", options: JobOptions, model: Mapping[str, Any]) -> dict[str, Any]:
     """What every record of an anonymized or failed file says about the run: ``model`` (how the caller names
     the model: id, revision, weights hash, backend) and the eraser's resolved settings."""
-    settings = {**dataclasses.asdict(eraser.options), "input_size": eraser.input_size,
-                "extra_scales": list(eraser.settings.extra_scales), "temporal_window": options.temporal_window}
+    post = {name: list(value) if isinstance(value, tuple) else value  # JSON has lists, not tuples
+            for name, value in dataclasses.asdict(eraser.options).items()}
+    settings = {**post, "input_size": eraser.input_size, "extra_scales": list(eraser.settings.extra_scales),
+                "temporal_window": options.temporal_window}
     return {"model": dict(model), "settings": settings}
 
 

@@ -168,11 +168,13 @@ def check_single_frame(path: Path) -> None:
 
 
 def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None) -> None:
-    """Encode RGB uint8 ``pixels`` to ``destination`` (format from its extension; JPEG and WebP at quality 95)
-    atomically, with no metadata other than ``exif``."""
-    fmt = Image.registered_extensions().get(destination.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot write an image to {destination}: unknown extension {destination.suffix!r}")
+    """Encode RGB uint8 ``pixels`` to ``destination`` atomically, with no metadata other than ``exif``; the
+    format comes from its extension, one of :data:`IMAGE_EXTENSIONS` (JPEG and WebP at quality 95)."""
+    suffix = destination.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise ValueError(f"cannot write an image to {destination}: its extension must be one of "
+                         f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
+    fmt = Image.registered_extensions()[suffix]
     options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if exif:
         options["exif"] = exif
