@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase import cli
+from faceerase import cli, video
 from fixtures_app import REPO, low_model_dir, write_image, write_video  # noqa: F401  (fixture)
 
 GPS_IFD = 0x8825
@@ -216,6 +218,22 @@ def test_webcam_frames_are_recorded_anonymized(run, tmp_path, monkeypatch):
     [video] = (tmp_path / "rec").iterdir()
     assert video.suffix == ".mp4" and "4 frames written" in out
     assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_ctrl_c_ends_a_webcam_recording_and_keeps_it(run, tmp_path, monkeypatch):
+    def camera(index, limit):
+        for i in range(100):
+            if i == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while frame 3 is read
+            yield np.full((48, 64, 3), 20 * i, np.uint8)
+
+    monkeypatch.setattr(cli, "_camera_frames", camera)
+    handler = signal.getsignal(signal.SIGINT)
+    code, out, err = run("anonymize", "--webcam", "-o", tmp_path / "cam.avi")
+    assert code == 0, err
+    assert "3 frames written" in out and video.count_frames(tmp_path / "cam.avi") == 3
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C interrupts as usual again
+    assert [p.name for p in tmp_path.iterdir()] == ["cam.avi"]
 
 
 def test_evaluate_prints_json(run, tmp_path, monkeypatch):

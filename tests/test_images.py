@@ -1,15 +1,20 @@
-"""load_image: every supported input becomes RGB uint8, every bad one a clear InvalidImageError."""
+"""load_image: every supported input becomes RGB uint8, every bad one a clear InvalidImageError; write_image writes
+atomically with no metadata but the EXIF given; check_single_frame refuses animations."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase.images import MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, InvalidImageError, default_max_pixels, load_image
+from faceerase.images import (MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, InvalidImageError, check_single_frame,
+                              default_max_pixels, load_image, write_image)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 
 
 def _gradient(h: int = 40, w: int = 64) -> np.ndarray:
@@ -198,3 +203,57 @@ def test_bad_arrays_raise_clear_errors(array, message):
 def test_unsupported_type():
     with pytest.raises(InvalidImageError, match="unsupported image type list"):
         load_image([[0, 1], [2, 3]])
+
+
+@pytest.mark.parametrize(("suffix", "fmt", "lossless"), [
+    (".jpg", "JPEG", False), (".JPEG", "JPEG", False), (".png", "PNG", True), (".webp", "WEBP", False),
+    (".tif", "TIFF", True), (".bmp", "BMP", True), (".gif", "GIF", False)])
+def test_write_image_takes_the_format_from_the_extension(tmp_path, suffix, fmt, lossless):
+    pixels = load_image(EXAMPLES / "coffee.jpg")
+    write_image(pixels, tmp_path / f"out{suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]  # no temporary file left
+    with Image.open(tmp_path / f"out{suffix}") as image:
+        assert image.format == fmt and image.size == (600, 400)
+        assert fmt == "TIFF" or len(image.getexif()) == 0  # a TIFF's own tags are its EXIF IFD
+        assert not {"exif", "icc_profile", "xmp"} & set(image.info)
+        written = np.asarray(image.convert("RGB"), np.int16)
+    difference = np.abs(written - pixels).mean()
+    assert difference == 0 if lossless else difference < 12
+
+
+def test_write_image_writes_only_the_exif_given(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "FaceCam"
+    pixels = load_image(EXAMPLES / "chelsea.jpg")
+    write_image(pixels, tmp_path / "cat.jpg", exif=exif.tobytes())
+    with Image.open(tmp_path / "cat.jpg") as image:
+        assert dict(image.getexif()) == {0x010F: "FaceCam"}
+
+
+def test_write_image_failures_leave_nothing(tmp_path, monkeypatch):
+    pixels = load_image(EXAMPLES / "chelsea.jpg")
+    with pytest.raises(ValueError, match=r"to .*out\.pdf: its extension must be one of .*\.png"):
+        write_image(pixels, tmp_path / "out.pdf")
+    write_image(pixels, tmp_path / "kept.png")
+    before = (tmp_path / "kept.png").read_bytes()
+
+    def failing_save(self, fp, *args, **kwargs):
+        fp.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'kept.png'}: disk full"):
+        write_image(pixels[::-1], tmp_path / "kept.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.png"] and (tmp_path / "kept.png").read_bytes() == before
+
+
+def test_check_single_frame_refuses_animations_only(tmp_path):
+    cat = Image.open(EXAMPLES / "chelsea.jpg")
+    cat.save(tmp_path / "anim.webp", save_all=True, append_images=[cat.rotate(90), cat.rotate(180)])
+    with pytest.raises(InvalidImageError, match=r"unsupported: multi-frame image \(3 frames\)"):
+        check_single_frame(tmp_path / "anim.webp")
+    cat.save(tmp_path / "phone.jpg", "MPO", save_all=True, append_images=[cat.rotate(90)])  # a preview: dropped
+    (tmp_path / "broken.png").write_bytes(b"not an image")  # load_image says why
+    for name in ("phone.jpg", "broken.png"):
+        check_single_frame(tmp_path / name)
+    check_single_frame(EXAMPLES / "astronaut.jpg")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from faceerase.pipeline import FaceEraser
-from faceerase.video import TemporalMax, VideoError, anonymize_video, has_audio, output_suffix, probe_video
+from faceerase.video import (TemporalMax, VideoError, anonymize_video, count_frames, has_audio, output_suffix,
+                             probe_video, write_anonymized_video)
 from fixtures_app import make_low_model, write_video
 
 
@@ -57,6 +58,37 @@ def test_video_keeps_frame_count_fps_and_size(eraser, tmp_path):
         count += 1
     assert count == 10
     assert sorted(p.name for p in output.parent.iterdir()) == ["clip.mp4"]  # no temporary file left
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame[:, :, ::-1].copy())
+    return frames
+
+
+def test_a_frame_stream_is_written_like_the_video_it_came_from(eraser, tmp_path):
+    write_video(tmp_path / "clip.mp4", frames=6, size=(96, 64), fps=12.0)
+    frames, seen = frames_of(tmp_path / "clip.mp4"), []
+    summary = write_anonymized_video(eraser, iter(frames), tmp_path / "stream.avi", 12.0, batch_size=4,
+                                     on_frame=seen.append)
+    assert summary.frames == 6 == len(seen) == count_frames(tmp_path / "stream.avi") and summary.audio == "none"
+    info = probe_video(tmp_path / "stream.avi")
+    assert (info.width, info.height, info.fps) == (96, 64, pytest.approx(12.0))
+    assert all(summary.regions) and all(np.abs(out.astype(int) - frame).max() > 100  # solid black over the mask
+                                        for out, frame in zip(frames_of(tmp_path / "stream.avi"), frames))
+    anonymize_video(eraser, tmp_path / "clip.mp4", tmp_path / "file.avi", batch_size=4)
+    assert (tmp_path / "stream.avi").read_bytes() == (tmp_path / "file.avi").read_bytes()  # one path
+
+
+def test_a_frame_stream_that_changes_size_or_is_empty_leaves_nothing(eraser, tmp_path):
+    frames = [np.full((64, 96, 3), 90, np.uint8), np.full((48, 64, 3), 90, np.uint8)]
+    with pytest.raises(VideoError, match="frame size changes within the video, from 96x64 to 64x48"):
+        write_anonymized_video(eraser, frames, tmp_path / "out.mp4", 10.0)
+    with pytest.raises(VideoError, match="no decodable frames"):
+        write_anonymized_video(eraser, [], tmp_path / "out.mp4", 10.0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_audio_is_reported_as_unknown_without_ffmpeg_and_ffprobe(eraser, tmp_path, monkeypatch):
