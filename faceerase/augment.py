@@ -8,66 +8,12 @@ made by one ``affine_grid`` + ``grid_sample`` (bilinear for images, nearest for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceerase.data import box_pixels, face_masks
 from faceerase.model import LUMA_WEIGHTS, to_grayscale
-from faceerase.pack import ImageSet
-
-# Label map values: outside the image (padding), background, face, ignore region.
-LABEL_OUTSIDE, LABEL_BACKGROUND, LABEL_FACE, LABEL_IGNORE = 0, 1, 2, 3
-
-
-@dataclass
-class PackedImages:
-    """Images padded into one tensor with their label maps and valid face boxes.
-
-    ``images`` uint8 (N, 3, H, W); ``labels`` uint8 (N, 1, H, W) with the ``LABEL_*`` values; ``sizes`` long
-    (N, 2) (height, width) of each image; ``face_boxes`` long (F, 4) pixel bounds (x0, y0, x1, y1) of the
-    valid faces and ``face_image`` long (F,) the image each belongs to.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    sizes: torch.Tensor
-    face_boxes: torch.Tensor
-    face_image: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
-                device: str | torch.device = "cpu") -> PackedImages:
-    """Pad an :class:`ImageSet` into a :class:`PackedImages` on ``device`` (sides rounded up to ``multiple``)."""
-    if not len(image_set):
-        raise ValueError("empty image set")
-    height = math.ceil(max(im.shape[0] for im in image_set.images) / multiple) * multiple
-    width = math.ceil(max(im.shape[1] for im in image_set.images) / multiple) * multiple
-    n = len(image_set)
-    images = torch.zeros((n, 3, height, width), dtype=torch.uint8)
-    labels = torch.zeros((n, 1, height, width), dtype=torch.uint8)
-    face_boxes, face_image = [], []
-    for i, (image, boxes, invalid) in enumerate(zip(image_set.images, image_set.boxes, image_set.invalid, strict=True)):
-        h, w = image.shape[:2]
-        images[i, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        target, ignore = face_masks({"bbox": boxes, "invalid": list(invalid)}, h, w, shape)
-        label = LABEL_BACKGROUND + target * (LABEL_FACE - LABEL_BACKGROUND)
-        label[ignore] = LABEL_IGNORE
-        labels[i, 0, :h, :w] = torch.from_numpy(label)
-        for box, bad in zip(boxes, invalid, strict=True):
-            x0, y0, x1, y1 = box_pixels(box, h, w)
-            if not bad and box[2] > 0 and box[3] > 0 and x1 > x0 and y1 > y0:
-                face_boxes.append((x0, y0, x1, y1))
-                face_image.append(i)
-    sizes = torch.tensor([im.shape[:2] for im in image_set.images], dtype=torch.long)
-    return PackedImages(images.to(device), labels.to(device), sizes.to(device),
-                        torch.tensor(face_boxes, dtype=torch.long).reshape(-1, 4).to(device),
-                        torch.tensor(face_image, dtype=torch.long).to(device))
+from faceerase.pack import LABEL_FACE, LABEL_IGNORE, LABEL_OUTSIDE, PackedImages
 
 
 class CropSampler:
@@ -76,8 +22,9 @@ class CropSampler:
     Each call returns ``(images, target, ignore)``: float images (B, in_channels, S, S) in [0, 1], float
     target (B, 1, S, S) in {0, 1} and a bool ignore map (B, 1, S, S) covering ignore regions and everything
     outside the image. Samples are rescaled by a log-uniform factor in ``scale_range`` (relative to the
-    stored resolution; images drawn uniformly, or in proportion to ``weights``), cropped at a random position overlapping the image, flipped with probability 0.5,
-    and jittered in brightness, contrast and saturation (grayscale with probability ``grayscale_p``).
+    stored resolution; images drawn uniformly, or in proportion to ``weights``), cropped at a random position
+    overlapping the image, flipped with probability 0.5, and jittered in brightness, contrast and saturation
+    (grayscale with probability ``grayscale_p``).
     """
 
     def __init__(self, packed: PackedImages, *, crop_size: int = 256, scale_range: tuple[float, float] = (0.4, 2.5),

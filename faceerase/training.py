@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
 from tqdm.auto import tqdm
 
-from faceerase.augment import LABEL_BACKGROUND, LABEL_FACE, CropSampler, PackedImages, pack_images
+from faceerase.augment import CropSampler
 from faceerase.hub import select_device
 from faceerase.model import FaceEraseUNet, to_grayscale
 from faceerase.modelcard import write_model_card
-from faceerase.pack import load_image_set, load_negatives
+from faceerase.pack import LABEL_BACKGROUND, LABEL_FACE, PackedImages, load_image_set, load_negatives, pack_images
 
 LOSSES = ("bce_dice", "seed")
 BEST_METRICS = ("val_iou", "val_dice", "val_face_recall", "val_face_recall_16px")

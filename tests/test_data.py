@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from faceerase import data as data_module
-from faceerase.augment import CropSampler, pack_images
+from faceerase.augment import CropSampler
 from faceerase.data import AnnotationError, face_masks, load_wider_face, wider_face_features
-from faceerase.pack import ImageSet, load_image_set, write_pack
+from faceerase.pack import ImageSet, load_image_set, pack_images, write_pack
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "widerface"
 
