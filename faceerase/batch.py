@@ -3,8 +3,8 @@ write the audit report.
 
 The one API of every engine that anonymizes files (the ``faceerase anonymize`` command, a Ray Data actor,
 ``datasets`` code): nothing here parses arguments, prints or keeps global state, and the settings are a frozen
-:class:`JobOptions`. :func:`process_job` gives the same output bytes for the same eraser, job and options
-wherever it runs.
+:class:`JobOptions`. Given the same eraser, job and options, :func:`process_job` in another process writes
+the bytes the CLI writes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ UP_TO_DATE = "output up to date (--resume)"
 
 
 class PlanError(ValueError):
-    """Inputs and output that cannot be run as given: an output would overwrite an input or another output."""
+    """Inputs and output that cannot be run as given: an output would overwrite an input or another output, lie
+    inside an input folder, or be of another kind than its input."""
 
 
 @dataclass(frozen=True)
