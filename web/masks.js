@@ -1,0 +1,191 @@
+// Binary mask clean-up and connected face regions, as faceerase/masks.py does them (refine_mask, find_regions).
+// A mask is a Uint8Array of width x height pixels, 1 for face.
+
+import { roundHalfEven } from './geometry.js';
+
+/** Connected regions (8-connectivity), numbered from 1 in raster order of their first pixel:
+ * {labels: Int32Array (0 = background), regions: [{x, y, w, h, area}]} (regions[i] is label i + 1). */
+export function labelRegions(mask, width, height) {
+  const labels = new Int32Array(width * height);
+  // Provisional labels go only to pixels with no labelled neighbour before them, which are 8-separated.
+  const parent = new Int32Array(Math.ceil(width / 2) * Math.ceil(height / 2) + 1);
+  const find = (a) => {
+    while (parent[a] !== a) a = parent[a] = parent[parent[a]];
+    return a;
+  };
+  const join = (a, b) => {
+    const [ra, rb] = [find(a), find(b)];
+    if (ra < rb) parent[rb] = ra;
+    else parent[ra] = rb;
+  };
+  let next = 1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!mask[i]) continue;
+      let label = 0;
+      const neighbours = [x > 0 ? labels[i - 1] : 0,
+        y > 0 && x > 0 ? labels[i - width - 1] : 0,
+        y > 0 ? labels[i - width] : 0,
+        y > 0 && x < width - 1 ? labels[i - width + 1] : 0];
+      for (const n of neighbours) {
+        if (!n) continue;
+        if (label) join(label, n);
+        else label = n;
+      }
+      if (!label) {
+        label = next++;
+        parent[label] = label;
+      }
+      labels[i] = label;
+    }
+  }
+  // Roots are each region's smallest provisional label, i.e. that of its first pixel: number them in order.
+  const final = new Int32Array(next);
+  const regions = [];
+  for (let label = 1; label < next; label++) {
+    if (find(label) === label) {
+      regions.push({ x: Infinity, y: Infinity, right: -1, bottom: -1, area: 0 });
+      final[label] = regions.length;
+    }
+  }
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!labels[i]) continue;
+      const label = labels[i] = final[find(labels[i])];
+      const r = regions[label - 1];
+      r.x = Math.min(r.x, x);
+      r.y = Math.min(r.y, y);
+      r.right = Math.max(r.right, x);
+      r.bottom = Math.max(r.bottom, y);
+      r.area += 1;
+    }
+  }
+  return {
+    labels,
+    regions: regions.map((r) => ({ x: r.x, y: r.y, w: r.right - r.x + 1, h: r.bottom - r.y + 1, area: r.area })),
+  };
+}
+
+/** Grow the mask by OpenCV's elliptical structuring element of diameter 2 * radius + 1 (cv2.dilate with
+ * cv2.getStructuringElement(cv2.MORPH_ELLIPSE, ...)). */
+export function dilateEllipse(mask, width, height, radius) {
+  const halfWidths = [];
+  for (let dy = -radius; dy <= radius; dy++) {
+    halfWidths.push(roundHalfEven(radius * Math.sqrt((radius * radius - dy * dy) * (1 / (radius * radius)))));
+  }
+  const prefix = new Int32Array(height * (width + 1)); // mask pixels before x in each row
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      prefix[y * (width + 1) + x + 1] = prefix[y * (width + 1) + x] + mask[y * width + x];
+    }
+  }
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      for (let dy = -radius; dy <= radius; dy++) {
+        const row = y + dy;
+        if (row < 0 || row >= height) continue;
+        const half = halfWidths[dy + radius];
+        const base = row * (width + 1);
+        if (prefix[base + Math.min(width, x + half + 1)] > prefix[base + Math.max(0, x - half)]) {
+          out[y * width + x] = 1;
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** For every pixel, the squared Euclidean distance to the nearest mask pixel and that pixel's index: the exact
+ * transform of Felzenszwalb & Huttenlocher (a pass down each column, then lower envelopes of parabolas along
+ * each row). The mask must not be empty. */
+function nearestMaskPixel(mask, width, height) {
+  const columnRow = new Int32Array(width * height).fill(-1); // row of the nearest mask pixel in the column
+  for (let x = 0; x < width; x++) {
+    for (let y = 0, last = -1; y < height; y++) {
+      if (mask[y * width + x]) last = y;
+      columnRow[y * width + x] = last;
+    }
+    for (let y = height - 1, below = -1; y >= 0; y--) {
+      const i = y * width + x;
+      if (mask[i]) below = y;
+      if (below >= 0 && (columnRow[i] < 0 || below - y < y - columnRow[i])) columnRow[i] = below;
+    }
+  }
+  const distance2 = new Float64Array(width * height);
+  const nearest = new Int32Array(width * height);
+  const f = new Float64Array(width);
+  const v = new Int32Array(width);
+  const z = new Float64Array(width + 1);
+  for (let y = 0; y < height; y++) {
+    let k = -1;
+    for (let q = 0; q < width; q++) {
+      const row = columnRow[y * width + q];
+      if (row < 0) continue; // no mask pixel in this column
+      f[q] = (row - y) ** 2;
+      if (k < 0) {
+        k = 0;
+        v[0] = q;
+        z[0] = -Infinity;
+        z[1] = Infinity;
+        continue;
+      }
+      let s = (f[q] + q * q - f[v[k]] - v[k] * v[k]) / (2 * (q - v[k]));
+      while (s <= z[k]) {
+        k--;
+        s = (f[q] + q * q - f[v[k]] - v[k] * v[k]) / (2 * (q - v[k]));
+      }
+      k++;
+      v[k] = q;
+      z[k] = s;
+      z[k + 1] = Infinity;
+    }
+    for (let q = 0, j = 0; q < width; q++) {
+      while (z[j + 1] < q) j++;
+      const i = y * width + q;
+      distance2[i] = (q - v[j]) ** 2 + f[v[j]];
+      nearest[i] = columnRow[y * width + v[j]] * width + v[j];
+    }
+  }
+  return { distance2, nearest };
+}
+
+/**
+ * Drop connected regions smaller than minArea pixels, then grow each region by `dilation` pixels (elliptical
+ * element) or, with dilationRatio, by the larger of `dilation` and dilationRatio times the longer side of its
+ * bounding box: every pixel within that Euclidean distance of the region joins it (exact distances here, where
+ * OpenCV's distance transform approximates them).
+ */
+export function refineMask(mask, width, height, { dilation, minArea, dilationRatio }) {
+  if (!mask.includes(1)) return mask;
+  const labelled = minArea > 1 || dilationRatio > 0 ? labelRegions(mask, width, height) : null;
+  if (minArea > 1) {
+    const keep = labelled.regions.map((r) => r.area >= minArea);
+    mask = mask.map((_, i) => (labelled.labels[i] && keep[labelled.labels[i] - 1] ? 1 : 0));
+    if (!mask.includes(1)) return mask;
+  }
+  if (dilationRatio > 0) {
+    const radius = labelled.regions.map((r) => Math.max(dilation, dilationRatio * Math.max(r.w, r.h)));
+    const { distance2, nearest } = nearestMaskPixel(mask, width, height);
+    return mask.map((_, i) => (distance2[i] <= radius[labelled.labels[nearest[i]] - 1] ** 2 ? 1 : 0));
+  }
+  return dilation > 0 ? dilateEllipse(mask, width, height, dilation) : mask;
+}
+
+/** Connected regions of the mask in raster order, scored with the probabilities inside them:
+ * [{box: [x, y, w, h], score (highest), meanScore, area}], as find_regions returns them. */
+export function findRegions(mask, prob, width, height) {
+  const { labels, regions } = labelRegions(mask, width, height);
+  const max = new Float64Array(regions.length);
+  const sum = new Float64Array(regions.length);
+  labels.forEach((label, i) => {
+    if (!label) return;
+    max[label - 1] = Math.max(max[label - 1], prob[i]);
+    sum[label - 1] += prob[i];
+  });
+  return regions.map((r, i) => ({ box: [r.x, r.y, r.w, r.h], score: max[i], meanScore: sum[i] / r.area,
+    area: r.area }));
+}

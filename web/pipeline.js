@@ -1,0 +1,77 @@
+// The face erasing pipeline of faceerase/pipeline.py (FaceEraser.predict and FaceEraser.postprocess): network
+// passes at the model's input size and at its extra scales, combined by their pixel-wise maximum, then threshold,
+// mask clean-up, regions and anonymization. `settings` are the model's inference settings (snake_case keys, as
+// in inference.json).
+
+import { anonymize } from './anonymize.js';
+import { MIN_SIDE, networkLongSide, roundHalfEven } from './geometry.js';
+import { findRegions, refineMask } from './masks.js';
+import { runNetwork } from './model.js';
+import { resize, resizeImage } from './resize.js';
+import { computeThreshold } from './thresholds.js';
+
+/** The image resized for one network pass (FaceEraser._network_input): long side inputSize (see
+ * networkLongSide) times extraScale, at least MIN_SIDE; shrunk by area averaging, enlarged bilinearly. */
+function networkInput(image, inputSize, extraScale, upscale) {
+  const { width, height } = image;
+  const long = Math.max(width, height);
+  const target = Math.max(roundHalfEven(networkLongSide(height, width, inputSize, upscale) * extraScale), MIN_SIDE);
+  if (long === target) return image;
+  const scale = target / long;
+  return resizeImage(image, Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale)),
+    scale < 1 ? 'area' : 'linear');
+}
+
+/** Face probabilities (Float32Array, one per pixel of `image`): the maximum over the passes at inputSize and
+ * its extraScales, each map resized bilinearly back to the image. */
+export async function predict(model, image, { inputSize, extraScales = [], upscale = false }) {
+  const { width, height } = image;
+  let prob = null;
+  for (const scale of [1, ...extraScales]) {
+    const input = networkInput(image, inputSize, scale, upscale);
+    let pass = await runNetwork(model, input);
+    if (input.width !== width || input.height !== height) {
+      pass = resize(pass, input.width, input.height, 1, width, height, 'linear');
+      for (let i = 0; i < pass.length; i++) pass[i] = Math.min(1, Math.max(0, pass[i]));
+    }
+    if (prob) for (let i = 0; i < prob.length; i++) prob[i] = Math.max(prob[i], pass[i]);
+    else prob = pass;
+  }
+  return prob;
+}
+
+/**
+ * Threshold, clean up and anonymize without running the network.
+ * options: {threshold: 'auto' | 'seed' | 'fixed', thresholdValue, method, color}.
+ * Returns {threshold, mask (Uint8Array), regions, anonymized (RGBA image)}.
+ */
+export function postprocess(image, prob, settings, { threshold: mode, thresholdValue, method, color }) {
+  const { width, height } = image;
+  const threshold = computeThreshold(prob, mode, { value: thresholdValue, floor: settings.threshold_floor,
+    ceiling: settings.threshold_ceiling });
+  const cut = Math.fround(threshold); // numpy compares the float32 map with the threshold as a float32
+  const raw = Uint8Array.from(prob, (p) => (p > cut ? 1 : 0));
+  const mask = refineMask(raw, width, height, { dilation: settings.dilation, minArea: settings.min_area,
+    dilationRatio: settings.dilation_ratio });
+  return { threshold, mask, regions: findRegions(mask, prob, width, height),
+    anonymized: anonymize(image, mask, method, color) };
+}
+
+/** Pixel-wise maximum of the last `window` probability maps (faceerase.video.TemporalMax): a face missed in one
+ * camera frame does not flash. A map of another size restarts the window. */
+export class TemporalMax {
+  constructor(window) {
+    this.window = window;
+    this.maps = [];
+    this.size = '';
+  }
+
+  push(prob, width, height) {
+    if (this.size !== `${width}x${height}`) [this.maps, this.size] = [[], `${width}x${height}`];
+    this.maps.push(prob);
+    if (this.maps.length > this.window) this.maps.shift();
+    const out = Float32Array.from(prob);
+    for (const map of this.maps) for (let i = 0; i < out.length; i++) out[i] = Math.max(out[i], map[i]);
+    return out;
+  }
+}
