@@ -182,18 +182,22 @@ def _load_model(args: argparse.Namespace, device: str | None):
 
 
 def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", dict[str, Any]]:
-    """Load the model and wrap it; returns the eraser and the model's identity for reports."""
-    from faceerase.pipeline import DEFAULT_MODEL_DIR, FaceEraser
+    """The eraser for ``--model`` (on the onnx backend, its ``model.onnx`` alone when it is up to date: no
+    torch); returns it with the model's identity for reports."""
+    from faceerase.pipeline import FaceEraser, ModelLoadError
 
-    model = _load_model(args, args.device)
     mode, value = args.threshold
     options: dict[str, Any] = {k: v for k, v in post.items() if v is not None}  # None: library default
     if args.input_size is not None:
         options["input_size"] = args.input_size  # 0: original resolution
-    eraser = FaceEraser(model, device=args.device, threshold=mode, threshold_value=value,
-                        batch_size=args.batch_size, backend=args.backend, **options)
-    identity = {"id": str(args.model or DEFAULT_MODEL_DIR), "revision": args.revision,
-                "weights_sha256": model.weights_sha256(), "backend": eraser.backend}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
+            eraser = FaceEraser(args.model, revision=args.revision, device=args.device, threshold=mode,
+                                threshold_value=value, batch_size=args.batch_size, backend=args.backend, **options)
+    except ModelLoadError as error:
+        raise UsageError(f"cannot load the model: {error}") from None
+    identity = {"id": eraser.model.name_or_path, "revision": args.revision,
+                "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
     return eraser, identity
 
 

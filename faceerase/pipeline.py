@@ -95,6 +95,7 @@ class FaceEraser:
     Args:
         model: a model, an :class:`~faceerase.onnx_model.OnnxFaceModel`, a local folder or Hub repo id for
             :func:`load_model` / :func:`load_onnx_model`, or None (default: the embedded model).
+        revision: Hub revision (branch, tag or commit) when ``model`` is a repo id.
         device: torch device; None picks CUDA when available, else CPU. The onnx backend runs on the CPU.
         input_size: the long side each image is resized to for the network (both down and up),
             0 for the native size. Probabilities come back at the original size.
@@ -116,6 +117,7 @@ class FaceEraser:
         self,
         model: FaceEraseUNet | OnnxFaceModel | str | Path | None = None,
         *,
+        revision: str | None = None,
         device: str | torch.device | None = None,
         input_size: int | None = None,
         extra_scales: tuple[float, ...] | None = None,
@@ -149,7 +151,7 @@ class FaceEraser:
         if backend == "onnx":
             if device is not None and str(device) != "cpu":
                 raise ValueError(f"the onnx backend runs on the CPU; got device {device!r} (use backend='torch')")
-            self.model = _onnx_model(model)
+            self.model = _onnx_model(model, revision)
             if isinstance(self.model, OnnxFaceModel):
                 self._onnx = self.model
             else:
@@ -158,7 +160,7 @@ class FaceEraser:
             if isinstance(model, OnnxFaceModel):
                 raise ValueError("an OnnxFaceModel runs only on the onnx backend")
             self.device = select_device(device)
-            self.model = _torch_model(model, self.device)
+            self.model = _torch_model(model, revision, self.device)
         given = {"input_size": input_size, "extra_scales": extra_scales, "dilation": dilation,
                  "dilation_ratio": dilation_ratio, "min_area": min_area, "threshold_floor": threshold_floor,
                  "threshold_ceiling": threshold_ceiling}
@@ -269,22 +271,24 @@ def _auto_backend(model: object, device: str | torch.device | None) -> str:
     return "onnx" if str(device) == "cpu" else "torch"
 
 
-def _torch_model(model: FaceEraseUNet | str | Path | None, device: torch.device) -> FaceEraseUNet:
+def _torch_model(model: FaceEraseUNet | str | Path | None, revision: str | None,
+                 device: torch.device) -> FaceEraseUNet:
     """``model`` on ``device`` in eval mode, loading it first when it is a folder, a repo id or None."""
     if model is None or isinstance(model, (str, Path)):
-        return load_model(model, device=device)
+        return load_model(model, revision=revision, device=device)
     return model.to(device).eval()
 
 
-def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None) -> FaceEraseUNet | OnnxFaceModel:
+def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None,
+                revision: str | None) -> FaceEraseUNet | OnnxFaceModel:
     """For the onnx backend: the ``model.onnx`` of a folder or repo when it is up to date (no torch), else the
     PyTorch model on the CPU, for :func:`_onnx_runner` to export."""
     if not (model is None or isinstance(model, (str, Path))):
         return model if isinstance(model, OnnxFaceModel) else model.to("cpu").eval()
     try:
-        return load_onnx_model(model)
+        return load_onnx_model(model, revision=revision)
     except OnnxUnavailableError:  # none, or a stale one (which _onnx_runner reports): export the weights
-        return load_model(model, device="cpu")
+        return load_model(model, revision=revision, device="cpu")
 
 
 # One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it), made

@@ -182,3 +182,26 @@ def test_an_onnx_model_object_runs_on_the_onnx_backend_only(tiny_model, tmp_path
         FaceEraser(runner, backend="torch")
     with pytest.raises(ValueError, match="onnx backend runs on the CPU"):
         FaceEraser(tiny_model, backend="onnx", device="cuda")
+
+
+def test_cli_on_the_onnx_backend_never_imports_torch(tiny_model, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    export_onnx(tiny_model, folder / ONNX_NAME)
+    cv2.imwrite(str(tmp_path / "photo.png"), photos(96)[0][:, :, ::-1])
+    script = ("import sys\nsys.modules['torch'] = None\nfrom faceerase.cli import main\n"
+              f"raise SystemExit(main(['anonymize', {str(tmp_path / 'photo.png')!r}, '-o', {str(tmp_path / 'out')!r},"
+              f" '--model', {str(folder)!r}, '--backend', 'onnx', '--input-size', '64',"
+              f" '--report', {str(tmp_path / 'report.jsonl')!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "1 anonymized, 0 failed" in run.stdout and (tmp_path / "out" / "photo.png").is_file()
+    record = json.loads((tmp_path / "report.jsonl").read_text())
+    assert record["model"] == {"id": str(folder), "revision": None, "weights_sha256": tiny_model.weights_sha256(),
+                               "backend": "onnx"}
