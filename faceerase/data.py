@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -191,35 +192,65 @@ def load_wider_face(source: str | Path = DEFAULT_SOURCE, split: str = "train", *
     return dataset.add_column("file_name", names["file_name"])
 
 
-def box_pixels(box, height: int, width: int) -> tuple[int, int, int, int]:
-    """Pixel bounds (x0, y0, x1, y1) covering a float box, at least one pixel, clipped to the image."""
-    x, y, w, h = (float(v) for v in box)
-    x0, y0 = int(np.floor(x)), int(np.floor(y))
-    x1, y1 = max(int(np.ceil(x + w)), x0 + 1), max(int(np.ceil(y + h)), y0 + 1)
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+def as_boxes(boxes: Iterable[Iterable[float]]) -> np.ndarray:
+    """Boxes as a float64 (N, 4) array of ``[x, y, w, h]``."""
+    return np.asarray(list(boxes), dtype=np.float64).reshape(-1, 4)
 
 
-def face_masks(faces: dict, height: int, width: int, shape: str = "box") -> tuple[np.ndarray, np.ndarray]:
+def invalid_flags(faces: Mapping[str, Any]) -> np.ndarray:
+    """Bool (F,) of a row's ``faces["invalid"]`` (all False when absent): invalid faces are neither faces nor
+    background, so recall does not count them and training ignores their pixels."""
+    count, invalid = len(faces["bbox"]), faces.get("invalid")
+    flags = np.zeros(count, bool) if invalid is None else np.asarray(invalid, dtype=bool).reshape(-1)
+    if len(flags) != count:
+        raise ValueError(f"{len(flags)} invalid flags for {count} face boxes")
+    return flags
+
+
+def _pixel_rects(boxes: np.ndarray, growth: float) -> np.ndarray:
+    """Unclipped float pixel rectangles ``[x0, y0, x1, y1)``, at least 1 px, of boxes grown about their centres."""
+    x, y, w, h = boxes.T
+    cx, cy, w, h = x + w / 2, y + h / 2, w * growth, h * growth
+    x0, y0 = np.floor(cx - w / 2), np.floor(cy - h / 2)
+    return np.stack([x0, y0, np.maximum(np.ceil(cx + w / 2), x0 + 1), np.maximum(np.ceil(cy + h / 2), y0 + 1)], 1)
+
+
+def _clip_rects(rects: np.ndarray, height: int, width: int) -> np.ndarray:
+    x0, y0, x1, y1 = rects.T
+    return np.stack([np.clip(x0, 0, width - 1), np.clip(y0, 0, height - 1), np.clip(x1, 1, width),
+                     np.clip(y1, 1, height)], axis=1).astype(np.int64)
+
+
+def pixel_bounds(boxes: Iterable[Iterable[float]], height: int, width: int, growth: float = 1.0) -> np.ndarray:
+    """Integer pixel rectangles ``[x0, y0, x1, y1)`` of boxes ``[x, y, w, h]`` (pixels ``x .. x+w-1``) grown
+    ``growth`` times about their centres: at least one pixel, clipped to the image (a box outside it gets the
+    nearest edge pixel). The one box-to-pixels rule of evaluation, face masks and training validation."""
+    return _clip_rects(_pixel_rects(as_boxes(boxes), growth), height, width)
+
+
+def face_masks(faces: Mapping[str, Any], height: int, width: int,
+               shape: str = "box") -> tuple[np.ndarray, np.ndarray]:
     """Rasterize a row's ``faces`` into ``(target uint8 HxW in {0, 1}, ignore bool HxW)``.
 
-    ``shape="box"`` fills each box (the 2018 seed); ``"ellipse"`` fills the ellipse inscribed in it.
-    Faces marked ``invalid`` and zero-size boxes become ignore regions (their whole box, at least one
-    pixel), which the loss skips instead of treating them as background; face pixels are never ignored.
-    Only ``faces["bbox"]`` and, when present, ``faces["invalid"]`` are read.
+    ``shape="box"`` fills each box's :func:`pixel_bounds` (the 2018 seed); ``"ellipse"`` fills the ellipse
+    inscribed in the box. Faces marked ``invalid`` and zero-size boxes become ignore regions (their whole
+    box, at least one pixel), which the loss skips instead of treating them as background; face pixels are
+    never ignored, and boxes entirely outside the image draw nothing. Only ``faces["bbox"]`` and, when
+    present, ``faces["invalid"]`` are read.
     """
     if shape not in ("box", "ellipse"):
         raise ValueError(f"shape must be 'box' or 'ellipse', got {shape!r}")
     target = np.zeros((height, width), np.uint8)
     ignore = np.zeros((height, width), np.uint8)
-    boxes = faces["bbox"]
-    invalid = faces.get("invalid")
-    if invalid is None:
-        invalid = [False] * len(boxes)
-    for box, bad in zip(boxes, invalid, strict=True):
-        x0, y0, x1, y1 = box_pixels(box, height, width)
-        if x1 <= x0 or y1 <= y0:
+    boxes = as_boxes(faces["bbox"])
+    rects = _pixel_rects(boxes, 1.0)
+    inside = (rects[:, 0] < width) & (rects[:, 1] < height) & (rects[:, 2] > 0) & (rects[:, 3] > 0)
+    ignored = invalid_flags(faces) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+    for box, (x0, y0, x1, y1), is_inside, is_ignored in zip(boxes, _clip_rects(rects, height, width), inside,
+                                                            ignored, strict=True):
+        if not is_inside:
             continue
-        if bad or float(box[2]) <= 0 or float(box[3]) <= 0:
+        if is_ignored:
             ignore[y0:y1, x0:x1] = 1
         elif shape == "box":
             target[y0:y1, x0:x1] = 1

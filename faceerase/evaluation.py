@@ -21,7 +21,7 @@ import scipy.io
 from PIL import Image
 from tqdm.auto import tqdm
 
-from faceerase.data import face_masks, load_wider_face
+from faceerase.data import as_boxes, face_masks, invalid_flags, load_wider_face, pixel_bounds
 from faceerase.masks import check_mask
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DIFFICULTIES = ("easy", "medium", "hard")
 COVERAGE_THRESHOLD = 0.5
 COLLATERAL_GROWTH = 1.5
+LARGE_FACE_SIDE = 16
+"""Short side (pixels) from which a face counts as large: training reports recall on large faces too."""
 
 MaskFn = Callable[[np.ndarray], np.ndarray]
 
@@ -60,27 +62,10 @@ def load_difficulty_lists(ground_truth_dir: str | Path) -> dict[str, dict[str, l
     return lists
 
 
-def _as_boxes(boxes: Iterable[Iterable[float]]) -> np.ndarray:
-    """Boxes as a float (N, 4) array of ``[x, y, w, h]``."""
-    return np.asarray(list(boxes), dtype=np.float64).reshape(-1, 4)
-
-
-def _pixel_bounds(boxes: np.ndarray, height: int, width: int, growth: float = 1.0) -> np.ndarray:
-    """Integer pixel rectangles ``[x0, y0, x1, y1)`` (at least 1 px, clipped to the image) of boxes
-    ``[x, y, w, h]`` grown ``growth`` times about their centres."""
-    x, y, w, h = boxes.T
-    cx, cy, w, h = x + w / 2, y + h / 2, w * growth, h * growth
-    x0 = np.clip(np.floor(cx - w / 2), 0, width - 1)
-    y0 = np.clip(np.floor(cy - h / 2), 0, height - 1)
-    x1 = np.clip(np.maximum(np.ceil(cx + w / 2), x0 + 1), 1, width)
-    y1 = np.clip(np.maximum(np.ceil(cy + h / 2), y0 + 1), 1, height)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
-
-
 def box_mask(boxes: Iterable[Iterable[float]], height: int, width: int, growth: float = 1.0) -> np.ndarray:
     """Boolean HxW mask of the union of boxes ``[x, y, w, h]`` grown ``growth`` times about their centres."""
     out = np.zeros((height, width), dtype=bool)
-    for x0, y0, x1, y1 in _pixel_bounds(_as_boxes(boxes), height, width, growth):
+    for x0, y0, x1, y1 in pixel_bounds(boxes, height, width, growth):
         out[y0:y1, x0:x1] = True
     return out
 
@@ -91,13 +76,13 @@ def face_coverage(mask: np.ndarray, boxes: Iterable[Iterable[float]]) -> np.ndar
     Boxes are clipped to the image and are at least one pixel wide and high.
     """
     mask = check_mask(mask)
-    boxes = _as_boxes(boxes)
+    boxes = as_boxes(boxes)
     if len(boxes) == 0:
         return np.zeros(0)
     height, width = mask.shape
     integral = np.zeros((height + 1, width + 1), dtype=np.int64)
     integral[1:, 1:] = mask.cumsum(0, dtype=np.int64).cumsum(1)
-    x0, y0, x1, y1 = _pixel_bounds(boxes, height, width).T
+    x0, y0, x1, y1 = pixel_bounds(boxes, height, width).T
     covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
     return covered / ((x1 - x0) * (y1 - y0))
 
@@ -152,9 +137,8 @@ def score_image(mask: np.ndarray, faces: Mapping[str, Any], stem: str | None = N
     ``intersection`` / ``union`` with the box ground truth of :func:`faceerase.data.face_masks` (invalid
     faces are ignored).
     """
-    boxes = _as_boxes(faces["bbox"])
-    invalid = faces.get("invalid")
-    invalid = np.zeros(len(boxes), bool) if invalid is None else np.asarray(invalid, dtype=bool)
+    boxes = as_boxes(faces["bbox"])
+    invalid = invalid_flags(faces)
     covered = face_coverage(mask, boxes) >= COVERAGE_THRESHOLD
     counts = {"all": (int(covered[~invalid].sum()), int((~invalid).sum()))}
     for difficulty, per_image in (difficulty_lists or {}).items():

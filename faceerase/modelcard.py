@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCardData
 
+from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE
 from faceerase.model import REPO_URL, FaceEraseUNet
 
 DATASETS = ["CUHK-CSE/wider_face"]
@@ -19,8 +20,8 @@ LICENSE_NOTE = (
 _METRIC_NOTES = {
     "val_iou": "pixel IoU of the thresholded mask (0.5) with the face boxes, ignore regions excluded",
     "val_dice": "pixel Dice of the same",
-    "val_face_recall": "share of valid faces whose box is at least 50% covered by the mask",
-    "val_face_recall_16px": "the same for faces at least 16 px on their short side",
+    "val_face_recall": f"share of valid faces whose box is at least {COVERAGE_THRESHOLD:.0%} covered by the mask",
+    "val_face_recall_16px": f"the same for faces at least {LARGE_FACE_SIDE} px on their short side",
 }
 
 

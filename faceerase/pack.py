@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceerase.data import box_pixels, face_masks, load_wider_face
+from faceerase.data import face_masks, load_wider_face
 from faceerase.images import load_image
 
 PACK_FORMAT = "faceerase-pack-1"
@@ -190,18 +190,18 @@ def write_pack(path: str | Path, source: str | Path, splits: tuple[str, ...] = (
 
 @dataclass
 class PackedImages:
-    """Images padded into one tensor with their label maps and valid face boxes.
+    """Images padded into one tensor with their label maps, and their face boxes.
 
     ``images`` uint8 (N, 3, H, W); ``labels`` uint8 (N, 1, H, W) with the ``LABEL_*`` values; ``sizes`` long
-    (N, 2) (height, width) of each image; ``face_boxes`` long (F, 4) pixel bounds (x0, y0, x1, y1) of the
-    valid faces and ``face_image`` long (F,) the image each belongs to.
+    (N, 2) (height, width) of each image, all on one device; ``boxes`` float32 (F, 4) ``[x, y, w, h]`` and
+    ``invalid`` bool (F,) per image, as in the :class:`ImageSet`, on the host.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     sizes: torch.Tensor
-    face_boxes: torch.Tensor
-    face_image: torch.Tensor
+    boxes: list[np.ndarray]
+    invalid: list[np.ndarray]
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -209,7 +209,8 @@ class PackedImages:
 
 def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
                 device: str | torch.device = "cpu") -> PackedImages:
-    """Pad an :class:`ImageSet` into a :class:`PackedImages` on ``device`` (sides rounded up to ``multiple``)."""
+    """Pad an :class:`ImageSet` into a :class:`PackedImages` on ``device`` (sides rounded up to ``multiple``),
+    labelled by :func:`~faceerase.data.face_masks` with target ``shape``."""
     if not len(image_set):
         raise ValueError("empty image set")
     height = math.ceil(max(im.shape[0] for im in image_set.images) / multiple) * multiple
@@ -217,20 +218,13 @@ def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
     n = len(image_set)
     images = torch.zeros((n, 3, height, width), dtype=torch.uint8)
     labels = torch.zeros((n, 1, height, width), dtype=torch.uint8)
-    face_boxes, face_image = [], []
     for i, (image, boxes, invalid) in enumerate(zip(image_set.images, image_set.boxes, image_set.invalid, strict=True)):
         h, w = image.shape[:2]
         images[i, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        target, ignore = face_masks({"bbox": boxes, "invalid": list(invalid)}, h, w, shape)
+        target, ignore = face_masks({"bbox": boxes, "invalid": invalid}, h, w, shape)
         label = LABEL_BACKGROUND + target * (LABEL_FACE - LABEL_BACKGROUND)
         label[ignore] = LABEL_IGNORE
         labels[i, 0, :h, :w] = torch.from_numpy(label)
-        for box, bad in zip(boxes, invalid, strict=True):
-            x0, y0, x1, y1 = box_pixels(box, h, w)
-            if not bad and box[2] > 0 and box[3] > 0 and x1 > x0 and y1 > y0:
-                face_boxes.append((x0, y0, x1, y1))
-                face_image.append(i)
     sizes = torch.tensor([im.shape[:2] for im in image_set.images], dtype=torch.long)
-    return PackedImages(images.to(device), labels.to(device), sizes.to(device),
-                        torch.tensor(face_boxes, dtype=torch.long).reshape(-1, 4).to(device),
-                        torch.tensor(face_image, dtype=torch.long).to(device))
+    return PackedImages(images.to(device), labels.to(device), sizes.to(device), list(image_set.boxes),
+                        list(image_set.invalid))

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ from huggingface_hub import HfApi, get_token
 from tqdm.auto import tqdm
 
 from faceerase.augment import CropSampler
+from faceerase.data import pixel_bounds
+from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE, face_coverage
 from faceerase.hub import select_device
 from faceerase.model import FaceEraseUNet, to_grayscale
 from faceerase.modelcard import write_model_card
@@ -138,38 +141,38 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore: torch.
 
 @torch.no_grad()
 def validate(model: FaceEraseUNet, packed: PackedImages, *, batch_size: int = 8, autocast=nullcontext) -> dict:
-    """Pixel IoU/Dice and face recall of the mask at probability 0.5 on full (padded) validation images."""
+    """Pixel IoU/Dice of the mask at probability 0.5 with the targets (ignore regions left out) on full (padded)
+    validation images, and face recall as :mod:`faceerase.evaluation` counts it (faces not marked invalid, covered
+    at its :data:`~faceerase.evaluation.COVERAGE_THRESHOLD`), over all faces and large ones."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=packed.images.device)  # inter, union, pred, target
-    covered = torch.zeros(len(packed.face_image), dtype=torch.bool, device=packed.images.device)
+    sizes = packed.sizes.tolist()
+    covered, large = [], []
     for start in range(0, len(packed), batch_size):
         images = packed.images[start:start + batch_size].float() / 255
         if model.in_channels == 1:
             images = to_grayscale(images)
         with autocast():
             pred = model(images).float() > 0
+        for i, mask in enumerate(pred[:, 0].cpu().numpy(), start):
+            (h, w), boxes = sizes[i], packed.boxes[i][~packed.invalid[i]]
+            covered.append(face_coverage(mask[:h, :w], boxes) >= COVERAGE_THRESHOLD)
+            x0, y0, x1, y1 = pixel_bounds(boxes, h, w).T
+            large.append(np.minimum(x1 - x0, y1 - y0) >= LARGE_FACE_SIDE)
         labels = packed.labels[start:start + batch_size]
         valid = (labels == LABEL_BACKGROUND) | (labels == LABEL_FACE)
         target = labels == LABEL_FACE
         pred &= valid
         sums += torch.stack([(pred & target).sum(), (pred | target).sum(), pred.sum(), target.sum()]).double()
-        # Face coverage from an integral image of the mask.
-        integral = F.pad(pred[:, 0].int().cumsum(1).cumsum(2), (1, 0, 1, 0))
-        in_batch = (packed.face_image >= start) & (packed.face_image < start + len(images))
-        b = packed.face_image[in_batch] - start
-        x0, y0, x1, y1 = packed.face_boxes[in_batch].unbind(1)
-        area = integral[b, y1, x1] - integral[b, y0, x1] - integral[b, y1, x0] + integral[b, y0, x0]
-        covered[in_batch] = area >= 0.5 * (x1 - x0) * (y1 - y0)
     model.train(was_training)
     inter, union, pred_sum, target_sum = sums.tolist()
-    boxes = packed.face_boxes
-    large = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 16
+    covered, large = np.concatenate(covered), np.concatenate(large)
     return {
         "val_iou": inter / max(union, 1),
         "val_dice": 2 * inter / max(pred_sum + target_sum, 1),
-        "val_face_recall": covered.float().mean().item() if len(covered) else 0.0,
-        "val_face_recall_16px": covered[large].float().mean().item() if large.any() else 0.0,
+        "val_face_recall": float(covered.mean()) if covered.size else 0.0,
+        "val_face_recall_16px": float(covered[large].mean()) if large.any() else 0.0,
         "val_images": len(packed),
         "val_faces": len(covered),
     }

@@ -12,7 +12,14 @@ from PIL import Image
 
 from faceerase import data as data_module
 from faceerase.augment import CropSampler
-from faceerase.data import AnnotationError, face_masks, load_wider_face, wider_face_features
+from faceerase.data import (
+    AnnotationError,
+    face_masks,
+    invalid_flags,
+    load_wider_face,
+    pixel_bounds,
+    wider_face_features,
+)
 from faceerase.pack import ImageSet, load_image_set, pack_images, write_pack
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "widerface"
@@ -122,6 +129,19 @@ def test_face_masks_boxes_ellipses_and_ignore_regions():
     assert 0.6 * 80 < ellipse.sum() < 80 and ellipse[6, 7] and not ellipse[2, 2]
     with pytest.raises(ValueError):
         face_masks(faces, 24, 40, "circle")
+
+
+def test_pixel_bounds_and_face_masks_at_the_image_edges():
+    boxes = [[-4, 2, 10, 6], [12.5, 4.2, 2, 0], [50, 5, 8, 8], [18, 18, 5, 5]]
+    np.testing.assert_array_equal(pixel_bounds(boxes, 20, 20), [[0, 2, 6, 8], [12, 4, 15, 5], [19, 5, 20, 13],
+                                                                [18, 18, 20, 20]])
+    np.testing.assert_array_equal(pixel_bounds([[8, 8, 4, 2]], 20, 20, growth=2), [[6, 7, 14, 11]])
+    target, ignore = face_masks({"bbox": boxes}, 20, 20)
+    # clipped faces are drawn, the zero-height box is ignored, the box right of the image draws nothing
+    assert target[2:8, 0:6].all() and target[18:, 18:].all() and target.sum() == 36 + 4
+    assert ignore.sum() == 3 and ignore[4, 12:15].all()
+    with pytest.raises(ValueError, match="2 invalid flags for 4 face boxes"):
+        invalid_flags({"bbox": boxes, "invalid": [True, False]})
 
 
 def test_pack_roundtrip_matches_the_folder(wider, tmp_path):

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_data import make_wider_fixture
@@ -16,7 +17,7 @@ from test_data import make_wider_fixture
 import train as train_cli
 from faceerase import training
 from faceerase.model import FaceEraseUNet
-from faceerase.training import TrainConfig, segmentation_loss, train
+from faceerase.training import TrainConfig, segmentation_loss, train, validate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(preset="live", model_overrides={"base_channels": 4, "depth": 2}, image_size=128, crop_size=64,
@@ -59,6 +60,34 @@ def test_loss_excludes_ignored_pixels():
     for kind in ("bce_dice", "seed"):
         assert torch.allclose(segmentation_loss(logits, target, ignore, kind),
                               segmentation_loss(changed, target, ignore, kind))
+
+
+class _BrightIsFace(torch.nn.Module):
+    """A stand-in model whose mask is the bright pixels of the image."""
+
+    in_channels = 3
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images[:, :1] > 0.5).float() * 20 - 10
+
+
+def test_validation_recall_counts_faces_as_the_evaluation_does():
+    from faceerase.evaluation import aggregate, score_image
+    from faceerase.pack import ImageSet, pack_images
+
+    images, boxes = [np.zeros((40, 60, 3), np.uint8), np.zeros((50, 30, 3), np.uint8)], []
+    images[0][5:25, 5:25] = images[0][30:40, 40:45] = images[1][10:40, 0:20] = 255
+    # covered, half covered (counts), under an invalid face, zero-size, large and partly outside the image
+    boxes.append(np.array([[5, 5, 20, 20], [40, 30, 10, 10], [20, 0, 10, 10], [50, 10, 0, 0]], np.float32))
+    boxes.append(np.array([[-5, 10, 25, 30], [22, 40, 6, 6]], np.float32))
+    invalid = [np.array([False, False, True, False]), np.zeros(2, bool)]
+    metrics = validate(_BrightIsFace(), pack_images(ImageSet(images, boxes, invalid, ["a", "b"]), multiple=8),
+                       batch_size=1)
+    expected = aggregate([score_image(image[..., 0] > 127, {"bbox": b, "invalid": i})
+                          for image, b, i in zip(images, boxes, invalid, strict=True)])
+    assert metrics["val_faces"] == expected["faces"]["all"] == 5
+    assert metrics["val_face_recall"] == expected["recall"]["all"] == 3 / 5
+    assert metrics["val_face_recall_16px"] == 1.0  # the two faces at least 16 px wide and high are covered
 
 
 def test_training_steps_lower_the_loss_and_log_validation(run):
