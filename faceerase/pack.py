@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from faceerase.data import face_masks, load_wider_face
+from faceerase.geometry import network_long_side
 from faceerase.images import load_image
+from faceerase.outputs import atomic_output
 
 PACK_FORMAT = "faceerase-pack-1"
 # Label map values: outside the image (padding), background, face, ignore region.
@@ -66,11 +68,13 @@ def is_pack(source: str | Path) -> bool:
 
 
 def fit_long_side(image: np.ndarray, boxes: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Downscale ``image`` (never up) so its long side is at most ``long_side``; boxes follow."""
+    """Downscale ``image`` so its long side is at most ``long_side`` (the network's long side for that input size,
+    :func:`~faceerase.geometry.network_long_side`, never upscaled; None keeps the image); boxes follow."""
     h, w = image.shape[:2]
-    if not long_side or max(h, w) <= long_side:
+    target = network_long_side(h, w, long_side or 0)
+    if target == max(h, w):
         return image, boxes
-    scale = long_side / max(h, w)
+    scale = target / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     sx, sy = size[0] / w, size[1] / h
@@ -182,9 +186,8 @@ def write_pack(path: str | Path, source: str | Path, splits: tuple[str, ...] = (
             "source": str(source)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    tmp.replace(path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as file:  # a file object: np.savez adds no ".npz"
+        np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
     return meta
 
 

@@ -20,7 +20,7 @@ from faceerase.data import (
     pixel_bounds,
     wider_face_features,
 )
-from faceerase.pack import ImageSet, load_image_set, pack_images, write_pack
+from faceerase.pack import ImageSet, fit_long_side, load_image_set, pack_images, write_pack
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "widerface"
 
@@ -148,6 +148,7 @@ def test_pack_roundtrip_matches_the_folder(wider, tmp_path):
     path = tmp_path / "fixture.npz"
     meta = write_pack(path, wider, ("train", "validation"), long_side=96, quality=90, workers=1)
     assert meta["splits"] == ["train", "validation"] and meta["long_side"] == 96
+    assert [p.name for p in tmp_path.iterdir()] == ["fixture.npz"]  # written through a temporary file
     from_pack = load_image_set(path, "train", long_side=None, workers=1)
     from_folder = load_image_set(wider, "train", long_side=96, workers=1)
     assert from_pack.file_names == from_folder.file_names
@@ -160,6 +161,14 @@ def test_pack_roundtrip_matches_the_folder(wider, tmp_path):
     assert len(load_image_set(path, "validation", workers=1)) == 2
     with pytest.raises(KeyError):
         load_image_set(path, "test")
+
+
+def test_fit_long_side_downscales_only():
+    image, boxes = np.zeros((60, 80, 3), np.uint8), np.array([[8, 6, 40, 20]], np.float32)
+    assert fit_long_side(image, boxes, 100)[0] is image and fit_long_side(image, boxes, None)[0] is image
+    small, scaled = fit_long_side(image, boxes, 40)
+    assert small.shape == (30, 40, 3)
+    np.testing.assert_allclose(scaled, [[4, 3, 20, 10]])
 
 
 def test_shared_widerface_validation_has_411_rows():
