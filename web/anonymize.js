@@ -23,9 +23,7 @@ export function anonymize(image, mask, method, color = [0, 0, 0]) {
   const { width, height } = image;
   const out = { width, height, data: new Uint8ClampedArray(image.data) };
   if (method === 'solid') {
-    mask.forEach((m, i) => {
-      if (m) out.data.set(color, 4 * i);
-    });
+    for (let i = 0; i < mask.length; i++) if (mask[i]) out.data.set(color, 4 * i);
     return out;
   }
   const { labels, regions } = labelRegions(mask, width, height);
@@ -129,60 +127,52 @@ function fillFromBorder(image, hole, radius) {
     hole.forEach((_, i) => data.set([128, 128, 128], 4 * i));
     return { width, height, data };
   }
-  const taps = [];
+  const taps = { x: [], y: [], weight: [] };
   for (let dy = -radius; dy <= radius; dy++) {
     for (let dx = -radius; dx <= radius; dx++) {
       const d2 = dx * dx + dy * dy;
-      if (d2 > 0 && d2 <= radius * radius) taps.push([dx, dy, 1 / d2]);
+      if (d2 === 0 || d2 > radius * radius) continue;
+      taps.x.push(dx);
+      taps.y.push(dy);
+      taps.weight.push(1 / d2);
     }
   }
-  const touchesKnown = (i) => {
-    const [px, py] = [i % width, Math.floor(i / width)];
-    for (let dy = -1; dy <= 1; dy++) {
-      for (let dx = -1; dx <= 1; dx++) {
-        const [qx, qy] = [px + dx, py + dy];
-        if (qx >= 0 && qx < width && qy >= 0 && qy < height && known[qy * width + qx]) return true;
-      }
-    }
-    return false;
-  };
+  const unknownNeighbours = (i) => neighbours8(i, width, height).filter((q) => !known[q]);
+  // The first layer: the unknown pixels next to a known one; each next layer: the unknown neighbours of the last.
   let layer = [];
   known.forEach((k, i) => {
-    if (!k && touchesKnown(i)) layer.push(i);
+    if (!k && unknownNeighbours(i).length < neighbours8(i, width, height).length) layer.push(i);
   });
   const queued = new Uint8Array(width * height);
   while (layer.length) {
-    const values = layer.map((i) => {
-      const [px, py] = [i % width, Math.floor(i / width)];
-      const sum = [0, 0, 0, 0];
-      for (const [dx, dy, w] of taps) {
-        const [qx, qy] = [px + dx, py + dy];
-        if (qx < 0 || qx >= width || qy < 0 || qy >= height || !known[qy * width + qx]) continue;
-        const q = 4 * (qy * width + qx);
-        sum[0] += w * data[q];
-        sum[1] += w * data[q + 1];
-        sum[2] += w * data[q + 2];
-        sum[3] += w;
+    const values = new Float64Array(3 * layer.length);
+    layer.forEach((i, n) => {
+      const x = i % width;
+      const y = (i - x) / width;
+      let [r, g, b, total] = [0, 0, 0, 0];
+      for (let t = 0; t < taps.weight.length; t++) {
+        const qx = x + taps.x[t];
+        const qy = y + taps.y[t];
+        const q = qy * width + qx;
+        if (qx < 0 || qx >= width || qy < 0 || qy >= height || !known[q]) continue;
+        const w = taps.weight[t];
+        r += w * data[4 * q];
+        g += w * data[4 * q + 1];
+        b += w * data[4 * q + 2];
+        total += w;
       }
-      return sum;
+      values.set([r / total, g / total, b / total], 3 * n);
     });
     layer.forEach((i, n) => {
-      const [r, g, b, w] = values[n];
-      data.set([r / w, g / w, b / w], 4 * i);
+      data.set(values.subarray(3 * n, 3 * n + 3), 4 * i);
       known[i] = 1;
     });
     const next = [];
     for (const i of layer) {
-      const [px, py] = [i % width, Math.floor(i / width)];
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const [qx, qy] = [px + dx, py + dy];
-          const q = qy * width + qx;
-          if (qx >= 0 && qx < width && qy >= 0 && qy < height && !known[q] && !queued[q]) {
-            queued[q] = 1;
-            next.push(q);
-          }
-        }
+      for (const q of unknownNeighbours(i)) {
+        if (queued[q]) continue;
+        queued[q] = 1;
+        next.push(q);
       }
     }
     layer = next;
@@ -191,21 +181,40 @@ function fillFromBorder(image, hole, radius) {
   return { width, height, data };
 }
 
+/** Indices of the (up to 8) pixels around pixel i. */
+function neighbours8(i, width, height) {
+  const x = i % width;
+  const y = (i - x) / width;
+  const out = [];
+  for (let qy = Math.max(0, y - 1); qy <= Math.min(height - 1, y + 1); qy++) {
+    for (let qx = Math.max(0, x - 1); qx <= Math.min(width - 1, x + 1); qx++) {
+      if (qx !== x || qy !== y) out.push(qy * width + qx);
+    }
+  }
+  return out;
+}
+
 /** Relax the filled pixels towards the mean of their 4 neighbours (`iterations` Gauss-Seidel sweeps, the known
- * pixels fixed): this softens the seams where layers from opposite borders meet. */
+ * pixels fixed, edges repeated): this softens the seams where layers from opposite borders meet. */
 function smoothHoles(data, width, height, hole, iterations) {
   const inside = [];
   hole.forEach((h, i) => {
     if (h > 0) inside.push(i);
   });
+  const around = new Int32Array(4 * inside.length); // left, right, up, down
+  inside.forEach((i, k) => {
+    const x = i % width;
+    const y = (i - x) / width;
+    around.set([i - (x > 0), i + (x < width - 1), i - width * (y > 0), i + width * (y < height - 1)], 4 * k);
+  });
   const values = Float32Array.from(data);
-  const at = (x, y) => 4 * (Math.min(height - 1, Math.max(0, y)) * width + Math.min(width - 1, Math.max(0, x)));
   for (let n = 0; n < iterations; n++) {
-    for (const i of inside) {
-      const [x, y] = [i % width, Math.floor(i / width)];
-      const [a, b, c, d] = [at(x - 1, y), at(x + 1, y), at(x, y - 1), at(x, y + 1)];
-      for (let k = 0; k < 3; k++) {
-        values[4 * i + k] = (values[a + k] + values[b + k] + values[c + k] + values[d + k]) / 4;
+    for (let k = 0; k < inside.length; k++) {
+      const i = 4 * inside[k];
+      for (let ch = 0; ch < 3; ch++) {
+        let sum = 0;
+        for (let j = 4 * k; j < 4 * k + 4; j++) sum += values[4 * around[j] + ch];
+        values[i + ch] = sum / 4;
       }
     }
   }

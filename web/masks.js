@@ -82,7 +82,11 @@ export function dilateEllipse(mask, width, height, radius) {
     }
   }
   const out = new Uint8Array(width * height);
+  const rowsWithMask = new Int32Array(height + 1); // rows before y that hold mask pixels
+  for (let y = 0; y < height; y++) rowsWithMask[y + 1] = rowsWithMask[y] + (prefix[(y + 1) * (width + 1) - 1] ? 1 : 0);
   for (let y = 0; y < height; y++) {
+    // rows with no mask pixel within radius stay empty
+    if (rowsWithMask[Math.min(height, y + radius + 1)] === rowsWithMask[Math.max(0, y - radius)]) continue;
     for (let x = 0; x < width; x++) {
       for (let dy = -radius; dy <= radius; dy++) {
         const row = y + dy;
@@ -163,8 +167,9 @@ export function refineMask(mask, width, height, { dilation, minArea, dilationRat
   if (!mask.includes(1)) return mask;
   const labelled = minArea > 1 || dilationRatio > 0 ? labelRegions(mask, width, height) : null;
   if (minArea > 1) {
-    const keep = labelled.regions.map((r) => r.area >= minArea);
-    mask = mask.map((_, i) => (labelled.labels[i] && keep[labelled.labels[i] - 1] ? 1 : 0));
+    const keep = [false, ...labelled.regions.map((r) => r.area >= minArea)]; // by label; 0 is the background
+    mask = new Uint8Array(mask.length);
+    for (let i = 0; i < mask.length; i++) mask[i] = keep[labelled.labels[i]] ? 1 : 0;
     if (!mask.includes(1)) return mask;
   }
   if (dilationRatio > 0) {
@@ -181,11 +186,12 @@ export function findRegions(mask, prob, width, height) {
   const { labels, regions } = labelRegions(mask, width, height);
   const max = new Float64Array(regions.length);
   const sum = new Float64Array(regions.length);
-  labels.forEach((label, i) => {
-    if (!label) return;
-    max[label - 1] = Math.max(max[label - 1], prob[i]);
-    sum[label - 1] += prob[i];
-  });
+  for (let i = 0; i < labels.length; i++) {
+    const region = labels[i] - 1;
+    if (region < 0) continue;
+    max[region] = Math.max(max[region], prob[i]);
+    sum[region] += prob[i];
+  }
   return regions.map((r, i) => ({ box: [r.x, r.y, r.w, r.h], score: max[i], meanScore: sum[i] / r.area,
     area: r.area }));
 }

@@ -50,7 +50,8 @@ export function postprocess(image, prob, settings, { threshold: mode, thresholdV
   const threshold = computeThreshold(prob, mode, { value: thresholdValue, floor: settings.threshold_floor,
     ceiling: settings.threshold_ceiling });
   const cut = Math.fround(threshold); // numpy compares the float32 map with the threshold as a float32
-  const raw = Uint8Array.from(prob, (p) => (p > cut ? 1 : 0));
+  const raw = new Uint8Array(prob.length);
+  for (let i = 0; i < prob.length; i++) raw[i] = prob[i] > cut ? 1 : 0;
   const mask = refineMask(raw, width, height, { dilation: settings.dilation, minArea: settings.min_area,
     dilationRatio: settings.dilation_ratio });
   return { threshold, mask, regions: findRegions(mask, prob, width, height),
