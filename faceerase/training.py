@@ -225,32 +225,49 @@ def train(config: TrainConfig) -> dict:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    master = rank == 0
     try:
-        return _train(config, device, rank, world, master, token)
+        trainer = Trainer(config, device, rank=rank, world=world)
+        record = trainer.fit()
+        if world > 1:
+            dist.barrier()
+        if not trainer.master:
+            return {"step": trainer.step}
+        summary = {**record, "best": trainer.best["metrics"] if trainer.best else None,
+                   "out_dir": str(trainer.out_dir), "model_dir": str(trainer.out_dir / "best")}
+        if config.push_to_hub:
+            summary["hub_repo"] = _push_best(config, trainer.out_dir / "best", trainer.best, token)
+        return summary
     finally:
         if world > 1:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, device: torch.device, rank: int, world: int, master: bool,
-           token: str | None) -> dict:
-    out_dir = Path(config.out_dir)
-    ckpt_path = out_dir / "ckpt.pt"
-    ckpt = None
-    if config.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+def _push_best(config: TrainConfig, best_dir: Path, best: dict, token: str | None) -> str:
+    """Upload the best model folder to ``config.push_to_hub``; returns the repository id."""
+    api = HfApi(token=token)
+    api.create_repo(config.push_to_hub, exist_ok=True)
+    api.upload_folder(repo_id=config.push_to_hub, folder_path=best_dir,
+                      commit_message=f"FaceErase U-Net, step {best['metrics']['step']}")
+    return config.push_to_hub
+
+
+def _load_checkpoint(config: TrainConfig, path: Path, device: torch.device, master: bool) -> dict | None:
+    """``path``'s checkpoint when resuming and it exists (its settings checked against ``config``), else None."""
+    if config.resume and path.is_file():
+        ckpt = torch.load(path, map_location=device, weights_only=True)
         conflicts = config.resume_conflicts(ckpt.get("config", {}))
         if conflicts:
-            raise ValueError(f"--resume: {ckpt_path} was trained with other settings ({'; '.join(conflicts)}); "
+            raise ValueError(f"--resume: {path} was trained with other settings ({'; '.join(conflicts)}); "
                              "resume with the same settings or start a new --out")
-    elif config.resume and master:
-        print(f"no checkpoint at {ckpt_path}: starting from scratch")
-    torch.manual_seed(config.seed)
-    # Channels-last: 1.4x faster training of the MobileNetV2 U-Net on 2 CPU cores (depthwise convolutions).
-    model = build_model(config).to(device, memory_format=torch.channels_last)
-    divisor = model.size_divisor
+        return ckpt
+    if config.resume and master:
+        print(f"no checkpoint at {path}: starting from scratch")
+    return None
 
+
+def _training_data(config: TrainConfig, device: torch.device) -> tuple[PackedImages, torch.Tensor | None, int, int]:
+    """The training images (with the negatives, if any) packed on ``device``, their sampling weights (None:
+    uniform; else negatives drawn at ``negative_fraction``), and the number of WIDER FACE images and faces."""
     train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
                                workers=config.workers)
     n_train, n_faces = len(train_set), train_set.num_faces
@@ -261,132 +278,162 @@ def _train(config: TrainConfig, device: torch.device, rank: int, world: int, mas
         train_set = train_set + negatives
         weights = torch.tensor([(1 - config.negative_fraction) / n_train] * n_train
                                + [config.negative_fraction / n_neg] * n_neg)
-        del negatives
-    sampler_data = pack_images(train_set, shape=config.mask_shape, device=device)
-    del train_set  # the packed tensors hold the pixels from here on
-    val_data = None
-    if master and config.val_split:
-        val_set = load_image_set(config.data, config.val_split, long_side=config.image_size,
-                                 workers=config.workers)
-        if config.val_limit:
-            val_set = val_set.head(config.val_limit)
-        val_data = pack_images(val_set, shape=config.mask_shape, multiple=divisor, device=device)
-        del val_set
+    return pack_images(train_set, shape=config.mask_shape, device=device), weights, n_train, n_faces
 
+
+def _validation_data(config: TrainConfig, device: torch.device, size_divisor: int) -> PackedImages:
+    """The validation images (the first ``val_limit``) packed on ``device``, padded to ``size_divisor``."""
+    val_set = load_image_set(config.data, config.val_split, long_side=config.image_size, workers=config.workers)
+    if config.val_limit:
+        val_set = val_set.head(config.val_limit)
+    return pack_images(val_set, shape=config.mask_shape, multiple=size_divisor, device=device)
+
+
+def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    step, elapsed_before, best = 0, 0.0, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, elapsed_before, best = ckpt["step"], ckpt["elapsed"], ckpt["best"]
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
 
+
+def _max_steps(config: TrainConfig, n_train: int, world: int) -> int | None:
+    """The step count of the stopping rule (None: the time budget alone stops the run)."""
     if config.steps:
-        max_steps = config.steps
-    elif config.epochs:
-        max_steps = math.ceil(config.epochs * n_train / (config.batch_size * world))
-    else:
-        max_steps = None if config.time_budget else 2000
-    sampler = CropSampler(sampler_data, crop_size=config.crop_size, scale_range=config.scale_range,
-                          in_channels=model.in_channels, weights=weights, seed=config.seed + 1000 * rank + 7919 * step)
-    raw_model = model
-    if config.compile:
-        model = torch.compile(model)
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    use_bf16 = config.bf16 and device.type == "cuda"
+        return config.steps
+    if config.epochs:
+        return math.ceil(config.epochs * n_train / (config.batch_size * world))
+    return None if config.time_budget else 2000
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
-    config_dict = asdict(config)
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        print(f"training {n_train} images ({n_faces} faces) + {len(sampler_data) - n_train} negatives "
-              f"on {device} x{world}; "
-              f"model {config.preset} {config.model_overrides or ''} "
-              f"({sum(p.numel() for p in raw_model.parameters()):,} parameters)")
+class Trainer:
+    """One training run on one process: set up from a :class:`TrainConfig` (checkpoint, model, data, optimizer,
+    crop sampler), advanced by :meth:`train_step`, validated and saved by :meth:`evaluate_and_save` (rank 0).
 
-    def save_checkpoint() -> None:
-        torch.save({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "elapsed": elapsed, "best": best, "config": config_dict}, ckpt_path)
+    :meth:`fit` runs the whole schedule; ``rank`` and ``world`` describe the DDP process group, if any.
+    """
 
-    def evaluate_and_save(train_loss: float | None) -> dict:
-        nonlocal best
-        record = {"step": step, "elapsed_s": round(elapsed, 2), "lr": lr, "train_loss": train_loss,
-                  "crops_per_s": round(crops / max(time.time() - window_start, 1e-9), 1)}
-        if val_data is not None:
-            record.update(validate(raw_model, val_data, batch_size=config.eval_batch_size, autocast=autocast))
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        score = record.get(config.best_metric)
-        if val_data is None or best is None or score > best["score"]:
-            best = {"score": score, "metrics": record}
-            best_dir = out_dir / "best"
-            write_model_card(best_dir, record, config_dict, model_config=raw_model.hub_config,
-                             command=config.command, repo_id=config.push_to_hub)
-            raw_model.save_pretrained(best_dir)
-        save_checkpoint()
-        return record
+    def __init__(self, config: TrainConfig, device: torch.device, *, rank: int = 0, world: int = 1):
+        self.config, self.device, self.world, self.master = config, device, world, rank == 0
+        self.out_dir = Path(config.out_dir)
+        self.ckpt_path = self.out_dir / "ckpt.pt"
+        ckpt = _load_checkpoint(config, self.ckpt_path, device, self.master)
+        torch.manual_seed(config.seed)
+        # Channels-last: 1.4x faster training of the MobileNetV2 U-Net on 2 CPU cores (depthwise convolutions).
+        self.model = build_model(config).to(device, memory_format=torch.channels_last)
+        train_data, weights, n_train, n_faces = _training_data(config, device)
+        self.val_data = (_validation_data(config, device, self.model.size_divisor)
+                         if self.master and config.val_split else None)
+        self.optimizer = _make_optimizer(config, self.model)
+        self.step, self.elapsed, self.best = 0, 0.0, None
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.step, self.elapsed, self.best = ckpt["step"], ckpt["elapsed"], ckpt["best"]
+        self.max_steps = _max_steps(config, n_train, world)
+        self.sampler = CropSampler(train_data, crop_size=config.crop_size, scale_range=config.scale_range,
+                                   in_channels=self.model.in_channels, weights=weights,
+                                   seed=config.seed + 1000 * rank + 7919 * self.step)
+        self.network = torch.compile(self.model) if config.compile else self.model
+        if world > 1:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.network, device_ids=[device.index] if device.type == "cuda" else None)
+        self.use_bf16 = config.bf16 and device.type == "cuda"
+        self.config_dict = asdict(config)
+        self.lr = config.lr
+        # Since the last record: summed loss, steps, crops (all ranks) and start time.
+        self.loss_sum, self.loss_count = torch.zeros((), device=device), 0
+        self.crops, self.window_start = 0, time.time()
+        if self.master:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            print(f"training {n_train} images ({n_faces} faces) + {len(train_data) - n_train} negatives "
+                  f"on {device} x{world}; "
+                  f"model {config.preset} {config.model_overrides or ''} "
+                  f"({sum(p.numel() for p in self.model.parameters()):,} parameters)")
 
-    start = time.time()
-    elapsed, lr, crops, window_start = elapsed_before, config.lr, 0, time.time()
-    loss_sum, loss_count = torch.zeros((), device=device), 0
-    record: dict = {}
-    bar = tqdm(total=max_steps, initial=step, disable=not (master and config.progress), desc="train",
-               dynamic_ncols=True)
-    model.train()
-    while max_steps is None or step < max_steps:
-        elapsed = elapsed_before + time.time() - start
-        if world > 1:  # one clock for all ranks: same schedule, same stop
-            clock = torch.tensor([elapsed], dtype=torch.float64, device=device)
-            dist.broadcast(clock, 0)
-            elapsed = clock.item()
-        if config.time_budget and elapsed >= config.time_budget:
-            break
-        progress = max(step / max_steps if max_steps else 0.0,
-                       elapsed / config.time_budget if config.time_budget else 0.0)
-        lr = _learning_rate(config, step, progress)
-        for group in optimizer.param_groups:
+    def autocast(self):
+        """bf16 autocast on CUDA when configured, else a no-op context."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext()
+
+    def train_step(self, lr: float) -> None:
+        """One optimizer step on a fresh batch of crops at learning rate ``lr``."""
+        config = self.config
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, target, ignore = sampler(config.batch_size)
+        images, target, ignore = self.sampler(config.batch_size)
         images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = model(images)
+        with self.autocast():
+            logits = self.network(images)
         loss = segmentation_loss(logits, target, ignore, config.loss)
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        crops += config.batch_size * world
-        loss_sum += loss.detach()
-        loss_count += 1
-        bar.update(1)
-        if master and step % config.log_interval == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{lr:.2e}")
-        if master and step % config.eval_interval == 0:
-            record = evaluate_and_save(loss_sum.item() / loss_count)
-            loss_sum.zero_()
-            loss_count, crops, window_start = 0, 0, time.time()
-    bar.close()
-    elapsed = elapsed_before + time.time() - start
-    if master and (not record or record["step"] != step):
-        record = evaluate_and_save(loss_sum.item() / loss_count if loss_count else None)
-    if world > 1:
-        dist.barrier()
-    if not master:
-        return {"step": step}
-    summary = {**record, "best": best["metrics"] if best else None, "out_dir": str(out_dir),
-               "model_dir": str(out_dir / "best")}
-    if config.push_to_hub:
-        api = HfApi(token=token)
-        api.create_repo(config.push_to_hub, exist_ok=True)
-        api.upload_folder(repo_id=config.push_to_hub, folder_path=out_dir / "best",
-                          commit_message=f"FaceErase U-Net, step {best['metrics']['step']}")
-        summary["hub_repo"] = config.push_to_hub
-    return summary
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.crops += config.batch_size * self.world
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+
+    def evaluate_and_save(self) -> dict:
+        """Record the step, training loss and speed since the last record, validate, append the record to
+        ``metrics.jsonl``, save ``best/`` when the best metric improved, and the checkpoint; returns the record."""
+        record = {"step": self.step, "elapsed_s": round(self.elapsed, 2), "lr": self.lr,
+                  "train_loss": self.loss_sum.item() / self.loss_count if self.loss_count else None,
+                  "crops_per_s": round(self.crops / max(time.time() - self.window_start, 1e-9), 1)}
+        if self.val_data is not None:
+            record.update(validate(self.model, self.val_data, batch_size=self.config.eval_batch_size,
+                                   autocast=self.autocast))
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        score = record.get(self.config.best_metric)
+        if self.val_data is None or self.best is None or score > self.best["score"]:
+            self.best = {"score": score, "metrics": record}
+            best_dir = self.out_dir / "best"
+            write_model_card(best_dir, record, self.config_dict, model_config=self.model.hub_config,
+                             command=self.config.command, repo_id=self.config.push_to_hub)
+            self.model.save_pretrained(best_dir)
+        self.save_checkpoint()
+        self.loss_sum.zero_()
+        self.loss_count, self.crops, self.window_start = 0, 0, time.time()
+        return record
+
+    def save_checkpoint(self) -> None:
+        """Write ``ckpt.pt``: model, optimizer, step, elapsed time, best record and config."""
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "elapsed": self.elapsed, "best": self.best, "config": self.config_dict}, self.ckpt_path)
+
+    def _clock(self, start: float, elapsed_before: float) -> float:
+        """Seconds trained, this run's and before the resume; under DDP rank 0's, so all ranks stop together."""
+        elapsed = elapsed_before + time.time() - start
+        if self.world > 1:
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
+            dist.broadcast(clock, 0)
+            elapsed = clock.item()
+        return elapsed
+
+    def fit(self) -> dict:
+        """Train until the step count or time budget, recording every ``eval_interval`` steps and at the end
+        (rank 0); returns the last record (empty on other ranks)."""
+        config, master = self.config, self.master
+        start, elapsed_before = time.time(), self.elapsed
+        self.window_start, record = start, {}
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=not (master and config.progress), desc="train",
+                   dynamic_ncols=True)
+        self.network.train()
+        while self.max_steps is None or self.step < self.max_steps:
+            self.elapsed = self._clock(start, elapsed_before)
+            if config.time_budget and self.elapsed >= config.time_budget:
+                break
+            progress = max(self.step / self.max_steps if self.max_steps else 0.0,
+                           self.elapsed / config.time_budget if config.time_budget else 0.0)
+            self.lr = _learning_rate(config, self.step, progress)
+            self.train_step(self.lr)
+            bar.update(1)
+            if master and self.step % config.log_interval == 0:
+                bar.set_postfix(loss=f"{self.loss_sum.item() / self.loss_count:.4f}", lr=f"{self.lr:.2e}")
+            if master and self.step % config.eval_interval == 0:
+                record = self.evaluate_and_save()
+        bar.close()
+        self.elapsed = elapsed_before + time.time() - start
+        if master and (not record or record["step"] != self.step):
+            record = self.evaluate_and_save()
+        return record
