@@ -30,9 +30,10 @@ if not ORT_DIST.is_dir():
     pytest.skip(f"{ORT_DIST} is missing: run `npm ci` in web/ (scripts/install.sh does)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
-import faceerase  # noqa: E402  (after the skips: loading the package is the slow part)
-from faceerase.masks import find_regions, refine_mask  # noqa: E402
-from faceerase.thresholds import compute_threshold  # noqa: E402
+# After the skips: importing the package is the slow part.
+import faceerase
+from faceerase.masks import find_regions, refine_mask
+from faceerase.thresholds import compute_threshold
 
 SETTINGS = json.loads((REPO / "hub" / "inference.json").read_text())
 
@@ -77,7 +78,7 @@ class Page:
         self.requests: list[str] = []
         self.page.on("request", lambda request: self.requests.append(request.url))
 
-    def open(self, state: str = "ready") -> "Page":
+    def open(self, state: str = "ready") -> Page:
         self.page.goto(self.url)
         self.page.wait_for_selector(f"body[data-state={state}]")
         self.loaded = len(self.requests)

@@ -13,6 +13,7 @@ import argparse
 import functools
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 WEB = Path(__file__).resolve().parent
 MODEL = WEB.parent / "hub" / "model.onnx"
@@ -21,7 +22,8 @@ ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-
 
 
 class Handler(SimpleHTTPRequestHandler):
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript", ".wasm": "application/wasm"}
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map,
+                                                ".mjs": "text/javascript", ".wasm": "application/wasm"}
 
     def __init__(self, *args, isolation: bool, **kwargs):
         self.isolation = isolation
