@@ -3,7 +3,9 @@
     python train.py --data ../shared/widerface --preset mobilenet --negatives ../shared/negatives --time-budget 600 --out runs/m
     torchrun --nproc_per_node 8 train.py --data packs/widerface_512.npz --preset fast --steps 20000 --out runs/ddp
 
-Every option is a field of ``TrainConfig`` (its type, default and help come from there).
+Every option is a field of ``TrainConfig`` (its type, default and help come from there). The old names of
+renamed fields (``--image-size`` for ``--input-size``, ``--mask-shape`` for ``--target-shape``) still work, with a
+deprecation warning.
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ import sys
 import types
 import typing
 
-from faceerase.training import TrainConfig, train
+from faceerase.training import RENAMED_FIELDS, TrainConfig, train
 
 # Shorthands that fill ``model_overrides``.
 MODEL_OVERRIDES = ("in_channels", "base_channels", "depth", "stem_stride")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+class _OldFlag(argparse.Action):
+    """The old flag of a renamed field (hidden from ``--help``): sets the field and prints a deprecation warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"train.py: warning: {option_string} is deprecated; use {_flag(self.dest)}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _base_type(annotation) -> type:
@@ -41,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         if not meta.get("help"):
             continue
         group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
-        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        flag = meta.get("flag", _flag(f.name))
         default, kind = getattr(defaults, f.name), _base_type(hints[f.name])
         if f.name == "model_overrides":
             for name in MODEL_OVERRIDES:
-                group.add_argument("--" + name.replace("_", "-"), type=int, help="override the preset")
+                group.add_argument(_flag(name), type=int, help="override the preset")
         elif kind is bool and default:
             group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
                                help=f"do not: {meta['help']}")
@@ -57,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             group.add_argument(flag, dest=f.name, type=kind, default=default, choices=meta.get("choices"),
                                help=meta["help"])
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(TrainConfig)}
+    for old, new in RENAMED_FIELDS.items():
+        parser.add_argument(_flag(old), dest=new, action=_OldFlag, type=_base_type(hints[new]), choices=choices[new],
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 

@@ -58,7 +58,7 @@ def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, m
                      for key, value in metrics.items() if key.startswith("val_"))
     state = ", ".join(f"{key} {_format(metrics[key])}" for key in ("step", "train_loss", "elapsed_s")
                       if metrics.get(key) is not None)
-    resolution = train_config.get("image_size")
+    resolution = train_config.get("input_size")
     text = f"""---
 {card_metadata()}
 ---

@@ -45,6 +45,8 @@ def _opt(default, help: str, group: str, **extra):
     return field(default=default, metadata={"help": help, "group": group, **extra})
 
 
+# Fields renamed since checkpoints were first written: old name -> new name (train.py keeps the old flags).
+RENAMED_FIELDS = {"image_size": "input_size", "mask_shape": "target_shape"}
 # Fields that may change when a run is resumed; every other field must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"steps", "epochs", "time_budget", "eval_interval", "eval_batch_size", "log_interval",
                                "device", "workers", "out_dir", "resume", "push_to_hub", "command", "progress",
@@ -64,10 +66,11 @@ class TrainConfig:
     train_split: str = _opt("train", "training split", "data")
     val_split: str | None = _opt("validation", "validation split; 'none' disables validation", "data")
     val_limit: int | None = _opt(None, "validate on the first N images only", "data")
-    image_size: int = _opt(512, "long side of decoded images (never upscaled)", "data")
+    input_size: int = _opt(512, "long side of the images the network trains and validates on (decoded images are "
+                                "downscaled to it, never upscaled): FaceEraser's input_size", "data")
     negatives: str | None = _opt(None, "folder of face-less photos: crops of them have empty targets", "data")
     negative_fraction: float = _opt(0.2, "share of crops drawn from --negatives", "data")
-    mask_shape: str = _opt("box", "training target per face", "data", choices=("box", "ellipse"))
+    target_shape: str = _opt("box", "training target drawn per face box", "data", choices=("box", "ellipse"))
     crop_size: int = _opt(256, "side of the square training crops", "data")
     scale_range: tuple[float, float] = _opt((0.4, 2.5), "log-uniform rescale range of the decoded images", "data")
     workers: int = _opt(4, "image decoding threads", "data")
@@ -113,11 +116,24 @@ class TrainConfig:
             raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         self.scale_range = tuple(self.scale_range)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The config of an ``asdict`` form, such as a checkpoint's ``config`` (old field names read as new ones)."""
+        return cls(**_current_names(values))
+
     def resume_conflicts(self, saved: dict) -> list[str]:
-        """The settings that differ from a checkpoint's config ``saved`` and may not change on resume."""
+        """The settings that differ from a checkpoint's config ``saved`` (old field names read as their new ones)
+        and may not change on resume."""
+        saved = _current_names(saved)
         current = asdict(self)
-        return [f"{name}: checkpoint {saved.get(name)!r}, now {current[name]!r}" for name in current
-                if name not in RESUMABLE_CHANGES and name in saved and _jsonable(saved[name]) != _jsonable(current[name])]
+        return [f"{name}: checkpoint {saved[name]!r}, now {current[name]!r}" for name in current
+                if name not in RESUMABLE_CHANGES and name in saved
+                and _jsonable(saved[name]) != _jsonable(current[name])]
+
+
+def _current_names(values: dict) -> dict:
+    """``values`` with the keys of :data:`RENAMED_FIELDS` renamed."""
+    return {RENAMED_FIELDS.get(name, name): value for name, value in values.items()}
 
 
 def _jsonable(value):
@@ -268,25 +284,25 @@ def _load_checkpoint(config: TrainConfig, path: Path, device: torch.device, mast
 def _training_data(config: TrainConfig, device: torch.device) -> tuple[PackedImages, torch.Tensor | None, int, int]:
     """The training images (with the negatives, if any) packed on ``device``, their sampling weights (None:
     uniform; else negatives drawn at ``negative_fraction``), and the number of WIDER FACE images and faces."""
-    train_set = load_image_set(config.data, config.train_split, long_side=config.image_size,
+    train_set = load_image_set(config.data, config.train_split, long_side=config.input_size,
                                workers=config.workers)
     n_train, n_faces = len(train_set), train_set.num_faces
     weights = None
     if config.negatives:
-        negatives = load_negatives(config.negatives, long_side=config.image_size, workers=config.workers)
+        negatives = load_negatives(config.negatives, long_side=config.input_size, workers=config.workers)
         n_neg = len(negatives)
         train_set = train_set + negatives
         weights = torch.tensor([(1 - config.negative_fraction) / n_train] * n_train
                                + [config.negative_fraction / n_neg] * n_neg)
-    return pack_images(train_set, shape=config.mask_shape, device=device), weights, n_train, n_faces
+    return pack_images(train_set, shape=config.target_shape, device=device), weights, n_train, n_faces
 
 
 def _validation_data(config: TrainConfig, device: torch.device, size_divisor: int) -> PackedImages:
     """The validation images (the first ``val_limit``) packed on ``device``, padded to ``size_divisor``."""
-    val_set = load_image_set(config.data, config.val_split, long_side=config.image_size, workers=config.workers)
+    val_set = load_image_set(config.data, config.val_split, long_side=config.input_size, workers=config.workers)
     if config.val_limit:
         val_set = val_set.head(config.val_limit)
-    return pack_images(val_set, shape=config.mask_shape, multiple=size_divisor, device=device)
+    return pack_images(val_set, shape=config.target_shape, multiple=size_divisor, device=device)
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

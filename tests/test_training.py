@@ -20,7 +20,7 @@ from faceerase.model import FaceEraseUNet
 from faceerase.training import TrainConfig, segmentation_loss, train, validate
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(preset="live", model_overrides={"base_channels": 4, "depth": 2}, image_size=128, crop_size=64,
+TINY = dict(preset="live", model_overrides={"base_channels": 4, "depth": 2}, input_size=128, crop_size=64,
             batch_size=8, device="cpu", workers=1, progress=False, eval_batch_size=4)
 
 
@@ -155,7 +155,7 @@ def test_two_process_ddp_on_cpu(env, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "train.py"), "--data", str(wider), "--preset", "live", "--base-channels", "4",
-               "--depth", "2", "--image-size", "128", "--crop-size", "64", "--batch-size", "4", "--steps", "4",
+               "--depth", "2", "--input-size", "128", "--crop-size", "64", "--batch-size", "4", "--steps", "4",
                "--eval-interval", "2", "--device", "cpu", "--workers", "1", "--no-progress", "--out", str(out)]
     env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(command, cwd=tmp_path, env=env_vars, capture_output=True, text=True, timeout=120)
@@ -176,10 +176,34 @@ def test_cli_has_one_option_per_config_field_with_its_help():
             if f.name != "model_overrides":
                 assert flag in text, flag
     config = train_cli.parse_args(["--no-pretrained", "--negatives", "neg", "--scale-range", "0.5", "2",
-                                   "--no-bf16", "--compile", "--val-limit", "3", "--mask-shape", "ellipse"])
+                                   "--no-bf16", "--compile", "--val-limit", "3", "--target-shape", "ellipse"])
     assert (config.pretrained, config.bf16, config.compile) == (False, False, True)
     assert config.negatives == "neg" and config.scale_range == (0.5, 2.0) and config.val_limit == 3
-    assert config.mask_shape == "ellipse" and config.model_overrides == {}
+    assert config.target_shape == "ellipse" and config.model_overrides == {}
+
+
+def test_old_flags_of_renamed_fields_still_work_with_a_warning(capsys):
+    config = train_cli.parse_args(["--image-size", "320", "--mask-shape", "ellipse"])
+    assert config.input_size == 320 and config.target_shape == "ellipse"
+    assert capsys.readouterr().err.splitlines() == ["train.py: warning: --image-size is deprecated; use --input-size",
+                                                    "train.py: warning: --mask-shape is deprecated; use --target-shape"]
+    assert "--image-size" not in train_cli.build_parser().format_help()
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--mask-shape", "circle"])
+
+
+def test_checkpoints_with_the_old_field_names_resume_and_rebuild(run, tmp_path):
+    config, _ = run
+    ckpt = torch.load(Path(config.out_dir) / "ckpt.pt", weights_only=True)
+    saved = dict(ckpt["config"])
+    saved["image_size"], saved["mask_shape"] = saved.pop("input_size"), saved.pop("target_shape")
+    assert TrainConfig.from_dict(saved) == replace(config, scale_range=tuple(saved["scale_range"]))
+    assert config.resume_conflicts(saved) == []
+    assert replace(config, input_size=96).resume_conflicts(saved) == ["input_size: checkpoint 128, now 96"]
+    out = tmp_path / "old"
+    out.mkdir()
+    torch.save({**ckpt, "config": saved}, out / "ckpt.pt")
+    assert train(replace(config, out_dir=str(out), steps=32, resume=True))["step"] == 32
 
 
 def test_resume_refuses_a_checkpoint_trained_with_other_settings(env, tmp_path):
@@ -197,7 +221,7 @@ def test_model_card_front_matter_comes_from_the_model_class(tmp_path):
     from faceerase.modelcard import write_model_card
 
     model = FaceEraseUNet.from_preset("live", base_channels=4, depth=2)
-    write_model_card(tmp_path, {"val_iou": 0.5}, {"image_size": 64}, model_config=model.hub_config)
+    write_model_card(tmp_path, {"val_iou": 0.5}, {"input_size": 64}, model_config=model.hub_config)
     model.save_pretrained(tmp_path)  # the mixin keeps the card that is there
     text = (tmp_path / "README.md").read_text()
     front = yaml.safe_load(text.split("---\n")[1])
