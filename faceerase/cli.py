@@ -13,8 +13,6 @@ import contextlib
 import json
 import signal
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import chain
@@ -25,12 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from faceerase.anonymize import METHODS
-from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, failure_record, is_input_or_output, plan,
-                             process_job, record_context, skip_record)
+from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan, process_job,
+                             record_context)
 from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
 from faceerase.outputs import atomic_output, remove_stale_temp_files
+from faceerase.runs import EraserArgs, account_for
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
                              read_frames, write_anonymized_video)
 
@@ -181,24 +180,24 @@ def _load_model(args: argparse.Namespace, device: str | None):
         raise UsageError(f"cannot load the model: {error}") from None
 
 
-def _make_eraser(args: argparse.Namespace, **post: Any) -> tuple["FaceEraser", dict[str, Any]]:
+def _eraser_args(args: argparse.Namespace, **post: Any) -> EraserArgs:
+    """The eraser's arguments from the model options, with the post-processing options ``post``."""
+    mode, value = args.threshold
+    return EraserArgs(model=args.model, revision=args.revision, device=args.device, backend=args.backend,
+                      threshold=mode, threshold_value=value, batch_size=args.batch_size,
+                      input_size=args.input_size, **post)
+
+
+def _make_eraser(eraser_args: EraserArgs) -> tuple["FaceEraser", dict[str, Any]]:
     """The eraser for ``--model`` (on the onnx backend, its ``model.onnx`` alone when it is up to date: no
     torch); returns it with the model's identity for reports."""
-    from faceerase.pipeline import FaceEraser, ModelLoadError
+    from faceerase.pipeline import ModelLoadError
 
-    mode, value = args.threshold
-    options: dict[str, Any] = {k: v for k, v in post.items() if v is not None}  # None: library default
-    if args.input_size is not None:
-        options["input_size"] = args.input_size  # 0: original resolution
     try:
         with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
-            eraser = FaceEraser(args.model, revision=args.revision, device=args.device, threshold=mode,
-                                threshold_value=value, batch_size=args.batch_size, backend=args.backend, **options)
+            return eraser_args.build()
     except ModelLoadError as error:
         raise UsageError(f"cannot load the model: {error}") from None
-    identity = {"id": eraser.model.name_or_path, "revision": args.revision,
-                "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
-    return eraser, identity
 
 
 # --------------------------------------------------------------------------- anonymize command
@@ -225,24 +224,29 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         print(f"removed {path}, a temporary file left by an interrupted run", file=sys.stderr)
     options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels,
                          temporal_window=args.temporal_window, resume=args.resume)
-    eraser, context = _eraser_and_context(args, options) if todo.jobs else (None, {})
-    with _open_report(args.report, args.resume) as report:
-        outcomes = _Outcomes(report)
-        for path, message in todo.problems:
-            outcomes.add(failure_record(path, message))
-        for skip in todo.skips:
-            outcomes.add(skip_record(skip), skip.reason)
-        for job in tqdm(todo.jobs, desc="files", unit="file", file=sys.stderr, disable=len(todo.jobs) < 2):
+    eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    with contextlib.ExitStack() as stack:
+        records = _local_records(todo.jobs, eraser_args, options)
+        report = stack.enter_context(_open_report(args.report, args.resume))
+        files = tqdm(records, desc="files", unit="file", total=len(todo.jobs), file=sys.stderr,
+                     disable=len(todo.jobs) < 2)
+        summary = account_for(todo, files, report, on_record=_announce)
+    print(summary)
+    return 1 if summary.failed else 0
+
+
+def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions) -> Iterator[dict[str, Any]]:
+    """The records of ``jobs`` anonymized one after the other in this process (the model loads first)."""
+    if not jobs:
+        return iter(())
+    eraser, identity = _make_eraser(eraser_args)
+    context = record_context(eraser, options, identity)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for job in jobs:
             with _frame_bar(job) as on_frame:
-                outcomes.add(process_job(eraser, job, options, context, on_frame=on_frame))
-    print(outcomes.summary())
-    return 1 if outcomes.counts["failed"] else 0
-
-
-def _eraser_and_context(args: argparse.Namespace, options: JobOptions) -> tuple["FaceEraser", dict[str, Any]]:
-    """The eraser for the anonymize command, and the model and settings every record of a file carries."""
-    eraser, identity = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
-    return eraser, record_context(eraser, options, identity)
+                yield process_job(eraser, job, options, context, on_frame=on_frame)
+    return records()
 
 
 def _open_report(path: Path | None, resume: bool) -> contextlib.AbstractContextManager[AuditReport | None]:
@@ -269,42 +273,15 @@ def _frame_bar(job: Job) -> Iterator[Callable[[int], object] | None]:
         yield bar.update
 
 
-class _Outcomes:
-    """Counts the audit records of a run, prints failures and warnings, and writes the records to the report."""
-
-    def __init__(self, report: AuditReport | None):
-        self.report = report
-        self.counts = {"ok": 0, "failed": 0, "warned": 0, "regions": 0}
-        self.skip_reasons: Counter[str] = Counter()
-        self.start = time.perf_counter()
-
-    def add(self, record: dict[str, Any], skip_reason: str | None = None) -> None:
-        """Account for ``record``; a skip is counted under ``skip_reason`` (default: the record's reason)."""
-        if record["status"] == "ok":
-            for warning in record.get("warnings", []):
-                tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
-            self.counts["ok"] += 1
-            self.counts["warned"] += bool(record.get("warnings"))
-            self.counts["regions"] += record["n_regions"]
-        elif record["status"] == "failed":
-            message = record["error"]
-            where = "" if record["input"] in message else f"{record['input']}: "
-            tqdm.write(f"error: {where}{message}", file=sys.stderr)
-            self.counts["failed"] += 1
-        else:
-            self.skip_reasons[skip_reason or record["reason"]] += 1
-        if self.report is not None:
-            self.report.write(record)
-
-    def summary(self) -> str:
-        """One line: files anonymized (with warnings), failed and skipped (by reason), face regions, time."""
-        ok, failed, warned, regions = (self.counts[k] for k in ("ok", "failed", "warned", "regions"))
-        skipped = sum(self.skip_reasons.values())
-        total = ok + failed + skipped
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skip_reasons.items()))
-        return (f"{total} file{'s' * (total != 1)}: {ok} anonymized{f' ({warned} with warnings)' * bool(warned)}, "
-                f"{failed} failed, {skipped} skipped{f' ({reasons})' * bool(reasons)}; "
-                f"{regions} face region{'s' * (regions != 1)}; {time.perf_counter() - self.start:.1f} s")
+def _announce(record: dict[str, Any]) -> None:
+    """Print the warnings of an anonymized file and the error of a failed input (above the progress bars)."""
+    if record["status"] == "ok":
+        for warning in record.get("warnings", []):
+            tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
+    elif record["status"] == "failed":
+        message = record["error"]
+        where = "" if record["input"] in message else f"{record['input']}: "
+        tqdm.write(f"error: {where}{message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- webcam
@@ -357,7 +334,8 @@ def _run_webcam(args: argparse.Namespace) -> int:
     first = next(frames, None)
     if first is None:
         raise UsageError(f"camera {args.webcam} gives no frames")
-    eraser, _ = _make_eraser(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    eraser, _ = _make_eraser(_eraser_args(args, method=args.method, dilation=args.dilation,
+                                          mask_shape=args.mask_shape))
     print(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +373,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise UsageError(f"WIDER FACE folder not found: {args.data}")
-    eraser, identity = _make_eraser(args)
+    eraser, identity = _make_eraser(_eraser_args(args))
     try:
         report = evaluate_widerface(eraser, args.data, split=args.split, limit=args.limit)
     except (ValueError, OSError) as error:

@@ -1,0 +1,115 @@
+"""What every engine of the ``anonymize`` command shares: the arguments that build its eraser, and the accounting
+of a run (the audit report written by the driver alone, the summary counting every input).
+
+The local engine (:mod:`faceerase.cli`) and the Ray engine (:mod:`faceerase.ray_engine`) differ only in where
+:func:`faceerase.batch.process_job` runs; both build their erasers from one :class:`EraserArgs` and pass the
+records through :func:`account_for`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from faceerase.batch import AuditReport, Plan, failure_record, skip_record
+
+if TYPE_CHECKING:
+    from faceerase.pipeline import FaceEraser
+
+
+@dataclass(frozen=True)
+class EraserArgs:
+    """The arguments of a :class:`~faceerase.pipeline.FaceEraser`, picklable, so that another process (a Ray
+    actor) builds the eraser the ``faceerase`` command builds.
+
+    None leaves a setting to the library: ``model`` the embedded model, ``input_size`` and ``dilation`` the
+    model's ``inference.json``, ``method`` and ``mask_shape`` the eraser's defaults. ``threshold`` is a mode of
+    :data:`faceerase.thresholds.THRESHOLD_MODES`; ``threshold_value`` goes with ``"fixed"``.
+    """
+
+    model: str | None = None
+    revision: str | None = None
+    device: str | None = None
+    backend: str = "auto"
+    threshold: str = "auto"
+    threshold_value: float | None = None
+    batch_size: int = 8
+    input_size: int | None = None
+    method: str | None = None
+    dilation: int | None = None
+    mask_shape: str | None = None
+
+    def build(self) -> tuple[FaceEraser, dict[str, Any]]:
+        """The eraser, and the identity of the model it loaded as the records name it (``id``, ``revision``,
+        ``weights_sha256``, ``backend``). Raises :class:`faceerase.hub.ModelLoadError` when the model does not
+        load."""
+        from faceerase.pipeline import FaceEraser
+
+        given = {"input_size": self.input_size, "method": self.method, "dilation": self.dilation,
+                 "mask_shape": self.mask_shape}
+        eraser = FaceEraser(self.model, revision=self.revision, device=self.device, threshold=self.threshold,
+                            threshold_value=self.threshold_value, batch_size=self.batch_size, backend=self.backend,
+                            **{name: value for name, value in given.items() if value is not None})
+        identity = {"id": eraser.model.name_or_path, "revision": self.revision,
+                    "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
+        return eraser, identity
+
+
+@dataclass
+class RunSummary:
+    """The counts of a run: every input is anonymized, failed or skipped (counted by reason)."""
+
+    anonymized: int = 0
+    failed: int = 0
+    warned: int = 0
+    regions: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        """Every input the run accounted for."""
+        return self.anonymized + self.failed + sum(self.skipped.values())
+
+    def add(self, record: dict[str, Any], skip_reason: str | None = None) -> None:
+        """Count the audit ``record``; a skip counts under ``skip_reason`` (default: the record's reason)."""
+        if record["status"] == "ok":
+            self.anonymized += 1
+            self.warned += bool(record.get("warnings"))
+            self.regions += record["n_regions"]
+        elif record["status"] == "failed":
+            self.failed += 1
+        else:
+            self.skipped[skip_reason or record["reason"]] += 1
+
+    def __str__(self) -> str:
+        """One line: files anonymized (with warnings), failed and skipped (by reason), face regions, time."""
+        skipped = sum(self.skipped.values())
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        return (f"{self.total} file{'s' * (self.total != 1)}: {self.anonymized} anonymized"
+                f"{f' ({self.warned} with warnings)' * bool(self.warned)}, {self.failed} failed, {skipped} skipped"
+                f"{f' ({reasons})' * bool(reasons)}; {self.regions} face region{'s' * (self.regions != 1)}; "
+                f"{self.seconds:.1f} s")
+
+
+def account_for(todo: Plan, job_records: Iterable[dict[str, Any]], report: AuditReport | None = None,
+                on_record: Callable[[dict[str, Any]], object] | None = None) -> RunSummary:
+    """Account for every input of ``todo``: its problems (failed), its skips, then the records of its jobs as
+    ``job_records`` yields them (in any order). Each record is counted, passed to ``on_record`` and written to
+    the ``report``; returns the summary, its ``seconds`` the time spent here."""
+    start = time.perf_counter()
+    summary = RunSummary()
+    planned = [*((failure_record(path, message), None) for path, message in todo.problems),
+               *((skip_record(skip), skip.reason) for skip in todo.skips)]
+    for record, skip_reason in chain(planned, ((record, None) for record in job_records)):
+        summary.add(record, skip_reason)
+        if on_record is not None:
+            on_record(record)
+        if report is not None:
+            report.write(record)
+    summary.seconds = time.perf_counter() - start
+    return summary
