@@ -1,0 +1,405 @@
+"""Anonymize the images of a Hugging Face ``datasets.Dataset``: every face erased, every row audited, no row lost.
+
+:func:`anonymize_dataset` runs :class:`~faceerase.pipeline.FaceEraser` over an ``Image`` column with
+``Dataset.map`` and adds the audit columns of :data:`AUDIT_COLUMNS`. Privacy comes first:
+
+- A row whose image cannot be erased (corrupt, truncated, empty, over the pixel limit, missing, or failing in the
+  network) keeps no image: its image becomes None, its status ``failed`` and its error says why. The row itself
+  stays, with every other column untouched, so the output has as many rows, in the same order, as the input.
+- Output images are re-encoded from the anonymized pixels, RGB, with no metadata (no EXIF, GPS, XMP, ICC or
+  thumbnails; the EXIF orientation is applied to the pixels): JPEG stays JPEG (quality 95, as ``faceerase
+  anonymize`` writes), every other format becomes PNG. Their stored ``path`` is None: the original file's path can
+  carry names, and an image stored as a path to a local file would still be the original, un-erased file.
+
+:func:`load_source` and :func:`save_result` read and write what ``faceerase anonymize-dataset`` works on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from faceerase.images import InvalidImageError, default_max_pixels, load_image
+from faceerase.masks import Region
+from faceerase.pipeline import EraseResult, FaceEraser, load_model
+
+logger = logging.getLogger(__name__)
+
+REGIONS = "faceerase_regions"
+"""Audit column: the erased face regions, each ``{x, y, w, h, area, score, mean_score}`` (box in pixels)."""
+THRESHOLD = "faceerase_threshold"
+"""Audit column: the probability threshold the row's mask was cut at (None when the row failed)."""
+MODEL = "faceerase_model"
+"""Audit column: the model's folder or Hub repo id (its ``name_or_path``)."""
+WEIGHTS = "faceerase_weights_sha256"
+"""Audit column: the fingerprint of the model's weights (``FaceEraseUNet.weights_sha256``)."""
+STATUS = "faceerase_status"
+"""Audit column: :data:`ANONYMIZED` or :data:`FAILED`."""
+ERROR = "faceerase_error"
+"""Audit column: why the row failed (None when it was anonymized)."""
+AUDIT_COLUMNS = (REGIONS, THRESHOLD, MODEL, WEIGHTS, STATUS, ERROR)
+ANONYMIZED, FAILED = "anonymized", "failed"
+
+# Rows per Arrow record batch written by the map: encoded images are large (datasets writes image datasets in
+# row groups of 100 too).
+_WRITER_BATCH_SIZE = 100
+# What one image can raise while it is erased (InvalidImageError is a ValueError); anything else is a bug.
+_ROW_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+class DatasetError(ValueError):
+    """A dataset, column or source that cannot be anonymized as given; the message says why."""
+
+
+class PushError(RuntimeError):
+    """The anonymized dataset was saved but could not be pushed to the Hub; the message says why."""
+
+
+def audit_features() -> datasets.Features:
+    """The features of the audit columns :func:`anonymize_dataset` adds."""
+    region = {"x": datasets.Value("int32"), "y": datasets.Value("int32"), "w": datasets.Value("int32"),
+              "h": datasets.Value("int32"), "area": datasets.Value("int64"), "score": datasets.Value("float32"),
+              "mean_score": datasets.Value("float32")}
+    return datasets.Features({REGIONS: datasets.List(region), THRESHOLD: datasets.Value("float32"),
+                              MODEL: datasets.Value("string"), WEIGHTS: datasets.Value("string"),
+                              STATUS: datasets.Value("string"), ERROR: datasets.Value("string")})
+
+
+def anonymize_dataset(
+    dataset: datasets.Dataset | datasets.DatasetDict,
+    image_column: str = "image",
+    *,
+    model: str | Path | None = None,
+    revision: str | None = None,
+    max_pixels: int | None = None,
+    num_proc: int | None = None,
+    **eraser_options: Any,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Erase the faces in ``image_column`` of every row; a :class:`~datasets.DatasetDict` has each split erased.
+
+    Args:
+        dataset: a dataset (or dataset dict) whose ``image_column`` is an ``Image`` feature.
+        model: a model folder or Hub repo id for :func:`~faceerase.pipeline.load_model` (None: the embedded model).
+            Each worker process loads it once (see ``num_proc``), so it is a name, not a loaded model.
+        revision: Hub revision of ``model``.
+        max_pixels: images of more pixels fail before they are decoded (default:
+            :func:`~faceerase.images.default_max_pixels`).
+        num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once
+            and keeps it for all its batches.
+        **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s settings (``device``, ``input_size``,
+            ``threshold``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
+            ``backend``...); those left out come from the model's inference settings. ``batch_size`` (default 8)
+            is also the number of rows per map batch.
+
+    Returns:
+        A new dataset with the same rows in the same order, the other columns untouched, the images anonymized
+        (None for failed rows) and the :data:`AUDIT_COLUMNS` added. The counts of anonymized and failed rows are
+        logged (logger ``faceerase.hf_datasets``); :func:`status_counts` returns them.
+
+    Raises:
+        DatasetError: the column is missing, is not an ``Image`` feature, or the audit columns already exist.
+        ModelLoadError: the model does not load. ValueError or TypeError: an invalid eraser option.
+    """
+    if isinstance(dataset, datasets.DatasetDict):
+        splits = dict(dataset)
+    elif isinstance(dataset, datasets.Dataset):
+        splits = {str(dataset.split) if dataset.split is not None else "dataset": dataset}
+    else:
+        streaming = isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
+        raise DatasetError(f"expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}"
+                           + (" (streaming is not supported: load it without streaming=True)" * streaming))
+    for name, split in splits.items():
+        _check_columns(split, image_column, f"split {name!r}" if isinstance(dataset, datasets.DatasetDict)
+                       else "the dataset")
+    job = _Job.create(image_column, model, revision, max_pixels, num_proc, eraser_options)
+    try:
+        done = {name: job.run(split, name) for name, split in splits.items()}
+    finally:
+        _ERASERS.pop((os.getpid(), job.spec), None)  # this process's eraser, if it ran here: free the model
+    return datasets.DatasetDict(done) if isinstance(dataset, datasets.DatasetDict) else done.popitem()[1]
+
+
+def status_counts(dataset: datasets.Dataset) -> dict[str, int]:
+    """How many rows of an anonymized dataset are :data:`ANONYMIZED` and :data:`FAILED`."""
+    if STATUS not in dataset.column_names:
+        raise DatasetError(f"the dataset has no {STATUS!r} column: it was not made by anonymize_dataset")
+    counts = Counter(dataset.select_columns(STATUS)[STATUS])
+    return {ANONYMIZED: counts[ANONYMIZED], FAILED: counts[FAILED]}
+
+
+def _check_columns(dataset: datasets.Dataset, image_column: str, where: str) -> None:
+    if image_column not in dataset.column_names:
+        raise DatasetError(f"{where} has no column {image_column!r}; its columns are {dataset.column_names} "
+                           "(choose the image column with image_column=)")
+    feature = dataset.features[image_column]
+    if not isinstance(feature, datasets.Image):
+        raise DatasetError(f"column {image_column!r} of {where} is {feature}, not an Image feature; cast it first, "
+                           f"e.g. dataset.cast_column({image_column!r}, datasets.Image()) for paths or bytes")
+    present = [name for name in AUDIT_COLUMNS if name in dataset.column_names]
+    if present:
+        raise DatasetError(f"{where} already has the audit column(s) {present}: it was anonymized before; "
+                           "remove them (dataset.remove_columns) to anonymize it again")
+
+
+# --------------------------------------------------------------------------- workers
+
+@dataclass(frozen=True)
+class _EraserSpec:
+    """Everything a worker needs to build the eraser: small to pickle, and part of ``map``'s cache fingerprint
+    (the weights' hash makes a changed model folder miss the cache)."""
+
+    model: str
+    revision: str | None
+    options: tuple[tuple[str, Any], ...]
+    weights_sha256: str
+
+    def build(self) -> FaceEraser:
+        options = dict(self.options)
+        model = load_model(self.model, revision=self.revision, device=options.get("device"))
+        if model.weights_sha256() != self.weights_sha256:
+            raise RuntimeError(f"the weights of {self.model} changed while the dataset was being anonymized")
+        return FaceEraser(model, **options)
+
+
+# One eraser per process and spec, built on the first batch a process sees (the caller's, for a map in its own
+# process, is removed when anonymize_dataset returns). Entries are keyed by process id: a forked worker inherits its
+# parent's entries, whose onnxruntime and torch thread pools do not exist in the child; it builds its own, and must
+# not run (nor destroy) the inherited ones.
+_ERASERS: dict[tuple[int, _EraserSpec], FaceEraser] = {}
+# The processes that called anonymize_dataset; any other process running the map is one of its workers.
+_CALLER_PIDS: set[int] = set()
+
+
+def _eraser_for(spec: _EraserSpec) -> FaceEraser:
+    key = (os.getpid(), spec)
+    if key not in _ERASERS:
+        if os.getpid() not in _CALLER_PIDS:
+            # A worker. Forked after its parent ran torch, it would hang in its first multi-threaded torch operation
+            # (GNU OpenMP's thread pool does not survive a fork); one thread each also keeps the workers from
+            # competing for the cores.
+            torch.set_num_threads(1)
+        _ERASERS[key] = spec.build()
+    return _ERASERS[key]
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The map function: a batch of ``Image(decode=False)`` values in, anonymized images and audit columns out."""
+
+    spec: _EraserSpec
+    image_column: str
+    max_pixels: int
+    batch_size: int
+    num_proc: int | None
+
+    @classmethod
+    def create(cls, image_column: str, model: str | Path | None, revision: str | None, max_pixels: int | None,
+               num_proc: int | None, options: dict[str, Any]) -> _Job:
+        """Load the model here once, to fail early and fingerprint its weights. In this process (``num_proc``
+        None or 0) the eraser is kept for the map; otherwise it is built on the CPU only to check the options,
+        and each worker builds its own (so a forked worker never inherits CUDA)."""
+        if model is not None and not isinstance(model, (str, Path)):
+            raise TypeError(f"model must be a model folder or Hub repo id (workers load it themselves), "
+                            f"got {type(model).__name__}")
+        _CALLER_PIDS.add(os.getpid())
+        in_process = not num_proc
+        device = options.get("device") if in_process else "cpu"
+        loaded = load_model(model, revision=revision, device=device)
+        eraser = FaceEraser(loaded, **{**options, "device": device})
+        frozen = tuple(sorted((key, _freeze(value)) for key, value in options.items()))
+        spec = _EraserSpec(str(loaded.name_or_path), revision, frozen, loaded.weights_sha256())
+        if in_process:
+            _ERASERS[(os.getpid(), spec)] = eraser
+        limit = default_max_pixels() if max_pixels is None else max_pixels
+        return cls(spec, image_column, limit, eraser.batch_size, num_proc)
+
+    def run(self, dataset: datasets.Dataset, name: str) -> datasets.Dataset:
+        """Anonymize ``dataset`` (its columns already checked) and log its counts; ``name`` names it in logs."""
+        features = datasets.Features({**dataset.features, **audit_features()})
+        result = (dataset.with_format(None)
+                  .cast_column(self.image_column, datasets.Image(decode=False))
+                  .map(self, input_columns=self.image_column, batched=True, batch_size=self.batch_size,
+                       features=features, num_proc=self.num_proc, writer_batch_size=_WRITER_BATCH_SIZE,
+                       desc=f"Erasing faces ({name})"))
+        counts = status_counts(result)
+        log = logger.warning if counts[FAILED] else logger.info
+        log("%s: %d rows, %d anonymized, %d failed (image set to None, reason in %s)",
+            name, len(result), counts[ANONYMIZED], counts[FAILED], ERROR)
+        return result
+
+    def __call__(self, values: list[dict[str, Any] | None]) -> dict[str, list]:
+        decoded = [self._decode(value) for value in values]
+        arrays = [item for item in decoded if isinstance(item, np.ndarray)]
+        erased = iter(_erase(_eraser_for(self.spec), arrays) if arrays else [])
+        out: dict[str, list] = {self.image_column: [], **{name: [] for name in AUDIT_COLUMNS}}
+        for value, item in zip(values, decoded, strict=True):
+            outcome = next(erased) if isinstance(item, np.ndarray) else item
+            if isinstance(outcome, EraseResult):
+                image = {"bytes": _encode(outcome.anonymized, jpeg=_is_jpeg(value)), "path": None}
+                row = {REGIONS: [_region(r) for r in outcome.regions], THRESHOLD: float(outcome.threshold),
+                       STATUS: ANONYMIZED, ERROR: None}
+            else:
+                image, row = None, {REGIONS: None, THRESHOLD: None, STATUS: FAILED, ERROR: outcome}
+            row.update({self.image_column: image, MODEL: self.spec.model, WEIGHTS: self.spec.weights_sha256})
+            for name, column in out.items():
+                column.append(row[name])
+        return out
+
+    def _decode(self, value: dict[str, Any] | None) -> np.ndarray | str:
+        """The row's RGB pixels, or why there are none."""
+        if value is None or (value.get("bytes") is None and value.get("path") is None):
+            return "the row has no image"
+        source = value["bytes"] if value.get("bytes") is not None else Path(value["path"])
+        try:
+            return load_image(source, max_pixels=self.max_pixels)
+        except InvalidImageError as error:
+            return str(error)
+
+
+def _erase(eraser: FaceEraser, arrays: list[np.ndarray]) -> list[EraseResult | str]:
+    """Each image erased, or why it could not be: one image failing the batch's network pass is found by
+    erasing the batch's images one by one."""
+    try:
+        return list(eraser.erase_batch(arrays))
+    except _ROW_ERRORS:
+        results: list[EraseResult | str] = []
+        for array in arrays:
+            try:
+                results.append(eraser(array))
+            except _ROW_ERRORS as error:
+                results.append(str(error) or type(error).__name__)
+        return results
+
+
+def _is_jpeg(value: dict[str, Any]) -> bool:
+    """Whether the stored image (bytes, else the file at its path) is a JPEG."""
+    if value.get("bytes") is not None:
+        head = bytes(value["bytes"][:3])
+    else:
+        with open(value["path"], "rb") as handle:
+            head = handle.read(3)
+    return head == b"\xff\xd8\xff"
+
+
+def _encode(pixels: np.ndarray, *, jpeg: bool) -> bytes:
+    """RGB ``pixels`` encoded with no metadata: JPEG at quality 95, else PNG."""
+    buffer = io.BytesIO()
+    if jpeg:
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    else:
+        Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _region(region: Region) -> dict[str, Any]:
+    x, y, w, h = region.box
+    return {"x": x, "y": y, "w": w, "h": h, "area": region.area, "score": region.score,
+            "mean_score": region.mean_score}
+
+
+# --------------------------------------------------------------------------- sources and results
+
+def load_source(source: str | Path, split: str | None = None, *, config: str | None = None,
+                revision: str | None = None) -> datasets.Dataset:
+    """Load one split of what ``faceerase anonymize-dataset SOURCE`` anonymizes.
+
+    ``source`` is a folder written by ``save_to_disk`` (a dataset or a dataset dict), any other local folder (read
+    with the ``imagefolder`` builder: images, optionally in split subfolders, and a ``metadata.csv`` or
+    ``.jsonl`` for extra columns), or a Hugging Face Hub dataset id (``config`` and ``revision`` select its
+    configuration and revision). ``split`` may be left out when the source has a single split.
+
+    Raises:
+        DatasetError: the source does not exist, cannot be read, or has no such split (the message says which
+            splits it has).
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        if config is not None or revision is not None:
+            raise DatasetError(f"config and revision select a Hub dataset's files; {path} is a local folder")
+        if not path.is_dir():
+            raise DatasetError(f"{path} is a file; SOURCE is a Hub dataset id, a folder written by save_to_disk "
+                               "or a folder of images")
+        if (path / datasets.config.DATASETDICT_JSON_FILENAME).is_file() or \
+                (path / datasets.config.DATASET_STATE_JSON_FILENAME).is_file():
+            return _saved_split(path, split)
+        try:
+            splits = datasets.load_dataset("imagefolder", data_dir=str(path))
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"cannot read {path} as a folder of images: {error}") from None
+        return _pick_split(splits, split, str(path))
+    if str(source).startswith(("/", ".", "~")) or str(source).endswith("/") or str(source).count("/") > 1:
+        raise DatasetError(f"no such folder: {path}")
+    where = repr(str(source)) + (f" (config {config!r})" if config else "")
+    try:
+        if split is not None:
+            return datasets.load_dataset(str(source), config, split=split, revision=revision)
+        names = datasets.get_dataset_split_names(str(source), config, revision=revision)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot load the Hub dataset {where} (and it is no local folder): {error}") from None
+    if len(names) != 1:
+        raise DatasetError(f"the Hub dataset {where} has the splits {names}; choose one with split= (--split)")
+    return load_source(source, names[0], config=config, revision=revision)
+
+
+def _saved_split(path: Path, split: str | None) -> datasets.Dataset:
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read the saved dataset {path}: {error}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        return _pick_split(loaded, split, str(path))
+    if split is not None and loaded.split is not None and str(loaded.split) != split:
+        raise DatasetError(f"{path} holds the split {str(loaded.split)!r}, not {split!r}")
+    return loaded
+
+
+def _pick_split(splits: datasets.DatasetDict, split: str | None, where: str) -> datasets.Dataset:
+    names = list(splits)
+    if split is None:
+        if len(names) != 1:
+            raise DatasetError(f"{where} has the splits {names}; choose one with split= (--split)")
+        return splits[names[0]]
+    if split not in splits:
+        raise DatasetError(f"{where} has no split {split!r}; its splits are {names}")
+    return splits[split]
+
+
+def save_result(dataset: datasets.Dataset | datasets.DatasetDict, output: str | Path, *,
+                push_to_hub: str | None = None, private: bool = True, token: str | None = None) -> None:
+    """Save an anonymized dataset with ``save_to_disk`` into ``output`` (a new or empty folder), then, with
+    ``push_to_hub``, push it to that Hub dataset repo (a dataset under its split name), private unless
+    ``private`` is False: the other columns may still hold personal data.
+
+    Raises:
+        DatasetError: ``output`` exists and is not an empty folder.
+        PushError: the push failed (offline, no token, no access...); the saved copy is kept.
+    """
+    output = Path(output).expanduser()
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+        raise DatasetError(f"the output {output} already exists; choose a new folder or remove it")
+    dataset.save_to_disk(str(output))
+    if push_to_hub is None:
+        return
+    try:
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset.push_to_hub(push_to_hub, private=private, token=token)
+        else:
+            split = str(dataset.split) if dataset.split is not None else None
+            dataset.push_to_hub(push_to_hub, split=split, private=private, token=token)
+    except (OSError, ValueError) as error:
+        raise PushError(f"could not push to the Hub dataset repo {push_to_hub!r}: {error} "
+                        f"(the anonymized dataset is saved in {output})") from None
