@@ -31,7 +31,7 @@ from PIL import Image
 
 from faceerase.images import InvalidImageError, default_max_pixels, load_image
 from faceerase.masks import Region
-from faceerase.pipeline import EraseResult, FaceEraser, load_model
+from faceerase.pipeline import EraseResult, FaceEraser
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def anonymize_dataset(
 
     Args:
         dataset: a dataset (or dataset dict) whose ``image_column`` is an ``Image`` feature.
-        model: a model folder or Hub repo id for :func:`~faceerase.pipeline.load_model` (None: the embedded model).
-            Each worker process loads it once (see ``num_proc``), so it is a name, not a loaded model.
+        model: a model folder or Hub repo id, as :class:`~faceerase.pipeline.FaceEraser` loads it (None: the
+            embedded model). Each worker process loads it once (see ``num_proc``), so it is a name, not a model.
         revision: Hub revision of ``model``.
         max_pixels: images of more pixels fail before they are decoded (default:
             :func:`~faceerase.images.default_max_pixels`).
@@ -161,14 +161,13 @@ class _EraserSpec:
     model: str
     revision: str | None
     options: tuple[tuple[str, Any], ...]
-    weights_sha256: str
+    weights_sha256: str | None
 
     def build(self) -> FaceEraser:
-        options = dict(self.options)
-        model = load_model(self.model, revision=self.revision, device=options.get("device"))
-        if model.weights_sha256() != self.weights_sha256:
+        eraser = FaceEraser(self.model, revision=self.revision, **dict(self.options))
+        if eraser.model.weights_sha256() != self.weights_sha256:
             raise RuntimeError(f"the weights of {self.model} changed while the dataset was being anonymized")
-        return FaceEraser(model, **options)
+        return eraser
 
 
 # One eraser per process and spec, built on the first batch a process sees (the caller's, for a map in its own
@@ -209,19 +208,18 @@ class _Job:
     @classmethod
     def create(cls, image_column: str, model: str | Path | None, revision: str | None, max_pixels: int | None,
                num_proc: int | None, options: dict[str, Any]) -> _Job:
-        """Load the model here once, to fail early and fingerprint its weights. In this process (``num_proc``
-        None or 0) the eraser is kept for the map; otherwise it is built on the CPU only to check the options,
-        and each worker builds its own (so a forked worker never inherits CUDA)."""
+        """Build the eraser here once, to fail early and fingerprint the model's weights. In this process
+        (``num_proc`` None or 0) it is kept for the map; otherwise it is built on the CPU only to check the
+        options, and each worker builds its own (a forked worker cannot use CUDA once its parent has)."""
         if model is not None and not isinstance(model, (str, Path)):
             raise TypeError(f"model must be a model folder or Hub repo id (workers load it themselves), "
                             f"got {type(model).__name__}")
         _CALLER_PIDS.add(os.getpid())
         in_process = not num_proc
         device = options.get("device") if in_process else "cpu"
-        loaded = load_model(model, revision=revision, device=device)
-        eraser = FaceEraser(loaded, **{**options, "device": device})
+        eraser = FaceEraser(model, revision=revision, **{**options, "device": device})
         frozen = tuple(sorted((key, _freeze(value)) for key, value in options.items()))
-        spec = _EraserSpec(str(loaded.name_or_path), revision, frozen, loaded.weights_sha256())
+        spec = _EraserSpec(str(eraser.model.name_or_path), revision, frozen, eraser.model.weights_sha256())
         if in_process:
             _ERASERS[(os.getpid(), spec)] = eraser
         limit = default_max_pixels() if max_pixels is None else max_pixels

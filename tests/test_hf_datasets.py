@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from pathlib import Path
 
 import datasets
@@ -134,6 +135,25 @@ def test_the_model_and_its_weights_are_recorded(anonymized):
 
 def test_two_worker_processes_give_the_same_dataset(source, anonymized):
     assert anonymize_dataset(source, num_proc=2).to_dict() == anonymized.to_dict()
+
+
+def test_forked_workers_run_torch_after_their_parent_did(source):
+    """GNU OpenMP's thread pool does not survive a fork: a worker running torch multi-threaded after its parent
+    did would hang forever, so the map must finish before the alarm."""
+    cats = source.select([1, 1])  # one face-less image per worker: the hang needs no face
+    in_process = anonymize_dataset(cats, backend="torch")  # the parent runs torch on every core
+
+    def hung(signum, frame):
+        pytest.fail("the map's worker processes hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        forked = anonymize_dataset(cats, backend="torch", num_proc=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert forked.to_dict() == in_process.to_dict()
 
 
 def test_a_worker_refuses_a_model_whose_weights_changed_since_the_run_began():
