@@ -94,8 +94,8 @@ def anonymize_dataset(
         revision: Hub revision of ``model``.
         max_pixels: images of more pixels fail before they are decoded (default:
             :func:`~faceerase.images.default_max_pixels`).
-        num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once
-            and keeps it for all its batches.
+        num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once,
+            keeps it for all its batches and runs torch on one thread.
         **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s settings (``device``, ``input_size``,
             ``threshold``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
             ``backend``...); those left out come from the model's inference settings. ``batch_size`` (default 8)
@@ -103,8 +103,9 @@ def anonymize_dataset(
 
     Returns:
         A new dataset with the same rows in the same order, the other columns untouched, the images anonymized
-        (None for failed rows) and the :data:`AUDIT_COLUMNS` added. The counts of anonymized and failed rows are
-        logged (logger ``faceerase.hf_datasets``); :func:`status_counts` returns them.
+        (RGB, re-encoded without metadata or path; None for failed rows) and the :data:`AUDIT_COLUMNS` added.
+        The counts of anonymized and failed rows are logged (logger ``faceerase.hf_datasets``);
+        :func:`status_counts` returns them.
 
     Raises:
         DatasetError: the column is missing, is not an ``Image`` feature, or the audit columns already exist.

@@ -178,6 +178,12 @@ def test_an_image_failing_in_the_eraser_fails_alone(source, monkeypatch):
     assert result[THRESHOLD][0] == 0.5  # the eraser options were applied
 
 
+def test_an_image_over_the_pixel_limit_fails(source):
+    result = anonymize_dataset(source.select([1]), max_pixels=10_000)
+    assert result[STATUS][:] == [FAILED] and result[0]["image"] is None
+    assert "over the limit of 10,000 pixels" in result[ERROR][0]
+
+
 def test_a_dataset_dict_has_every_split_anonymized(source):
     splits = datasets.DatasetDict({"train": source.select([0]), "test": source.select([2])})
     result = anonymize_dataset(splits)
