@@ -132,6 +132,24 @@ def test_a_photo_is_erased_as_the_python_pipeline_erases_it_without_any_request(
         "", "app.js", "model.onnx", "node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"}
 
 
+def test_dropped_photos_are_erased_and_listed(site):
+    site.erase(ASTRONAUT)
+    coffee = base64.b64encode((REPO / "faceerase" / "examples" / "coffee.jpg").read_bytes()).decode()
+    transfer = site.page.evaluate_handle("""(data) => {
+        const transfer = new DataTransfer();
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], 'dropped.jpg', { type: 'image/jpeg' }));
+        return transfer;
+    }""", coffee)
+    site.page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    site.page.wait_for_selector("#summary:has-text('dropped.jpg')")
+    assert site.pixels("result").shape == (400, 600, 3)
+    site.page.click("#photos button:has-text('astronaut.jpg')")
+    assert "astronaut.jpg: 1 face region" in site.page.inner_text("#summary")
+    assert site.pixels("result").shape == (512, 512, 3)
+    assert site.requests_after_load() == []
+
+
 def test_threshold_modes_and_methods_change_only_the_mask(site, python_result):
     site.erase(ASTRONAUT)
     site.page.select_option("#threshold-mode", "seed")
