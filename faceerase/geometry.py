@@ -1,6 +1,10 @@
-"""Image geometry shared by the network paths (torch and onnxruntime): input size and padding."""
+"""Image geometry shared by the network paths (torch and onnxruntime) and the training data: input size, resizing
+and padding."""
 
 from __future__ import annotations
+
+import cv2
+import numpy as np
 
 
 def padding_for(height: int, width: int, divisor: int) -> tuple[int, int, str]:
@@ -15,3 +19,14 @@ def network_long_side(height: int, width: int, input_size: int, upscale: bool = 
     ``input_size`` is 0 or, without ``upscale``, larger than the image."""
     long_side = max(height, width)
     return input_size if input_size and (upscale or input_size < long_side) else long_side
+
+
+def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    """``image`` resized so that its long side is ``long_side`` (area averaging down, bilinear up); the image itself
+    when it already is."""
+    h, w = image.shape[:2]
+    if max(h, w) == long_side:
+        return image
+    scale = long_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)

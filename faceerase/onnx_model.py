@@ -62,7 +62,8 @@ def export_onnx(model, path: str | Path | None = None, *, opset: int = OPSET) ->
         reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise OnnxExportError(f"cannot export this model to ONNX opset {opset}: {reason}") from None
     proto = onnx.load_from_string(buffer.getvalue())
-    metadata = {"faceerase.config": json.dumps(model.hub_config, default=list), "faceerase.weights_sha256": model.weights_sha256(),
+    metadata = {"faceerase.config": json.dumps(model.hub_config, default=list),
+                "faceerase.weights_sha256": model.weights_sha256(),
                 "faceerase.size_divisor": str(d), "faceerase.in_channels": str(model.in_channels)}
     if model.inference_settings is not None:
         metadata["faceerase.inference_settings"] = json.dumps(asdict(model.inference_settings))

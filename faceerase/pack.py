@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from faceerase.data import face_masks, load_wider_face
-from faceerase.geometry import network_long_side
+from faceerase.geometry import network_long_side, resize_long_side
 from faceerase.images import load_image
 from faceerase.outputs import atomic_output
 
@@ -71,14 +71,11 @@ def fit_long_side(image: np.ndarray, boxes: np.ndarray, long_side: int | None) -
     """Downscale ``image`` so its long side is at most ``long_side`` (the network's long side for that input size,
     :func:`~faceerase.geometry.network_long_side`, never upscaled; None keeps the image); boxes follow."""
     h, w = image.shape[:2]
-    target = network_long_side(h, w, long_side or 0)
-    if target == max(h, w):
+    resized = resize_long_side(image, network_long_side(h, w, long_side or 0))
+    if resized is image:
         return image, boxes
-    scale = target / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    sx, sy = size[0] / w, size[1] / h
-    return image, (boxes * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
+    sx, sy = resized.shape[1] / w, resized.shape[0] / h
+    return resized, (boxes * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
 
 
 def _decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from faceerase.anonymize import METHODS, anonymize
-from faceerase.geometry import network_long_side
+from faceerase.geometry import network_long_side, resize_long_side
 from faceerase.hub import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
     CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, OnnxUnavailableError,
     load_model, load_onnx_model, select_device)
@@ -245,12 +245,7 @@ class FaceEraser:
                        upscale: bool = False) -> np.ndarray:
         h, w = image.shape[:2]
         target = round(network_long_side(h, w, input_size, upscale) * extra_scale)
-        target = max(target, MIN_SIDE)
-        if max(h, w) == target:
-            return image
-        scale = target / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        return resize_long_side(image, max(target, MIN_SIDE))
 
 
 def _installed(package: str) -> bool:

@@ -24,7 +24,7 @@ def main() -> None:
     if not Path(args.checkpoint).is_file():
         parser.error(f"no checkpoint at {args.checkpoint} (train.py writes OUT/ckpt.pt)")
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(TrainConfig(**{**ckpt["config"], "pretrained": False}))  # weights come from ckpt
+    model = build_model(TrainConfig.from_dict({**ckpt["config"], "pretrained": False}))  # weights come from ckpt
     model.load_state_dict(ckpt["model"])
     model.eval().save_pretrained(args.out)
     print(f"step {ckpt['step']} ({ckpt['elapsed']:.0f} s of training) -> {args.out}")
