@@ -39,10 +39,11 @@ function draw(canvas, width, height, rgba) {
   canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
 }
 
-function gray(values, scale) {
+/** Values in [0, 1] (probabilities, or a 0/1 mask) as grey RGBA pixels. */
+function gray(values) {
   const rgba = new Uint8ClampedArray(4 * values.length);
   for (let i = 0; i < values.length; i++) {
-    rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = values[i] * scale;
+    rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = 255 * values[i];
     rgba[4 * i + 3] = 255;
   }
   return rgba;
@@ -54,8 +55,8 @@ function render() {
   const { width, height } = image;
   const result = postprocess(image, prob, model.settings, options());
   draw(canvases.photo, width, height, image.data);
-  draw(canvases.probability, width, height, gray(prob, 255));
-  draw(canvases.mask, width, height, gray(result.mask, 255));
+  draw(canvases.probability, width, height, gray(prob));
+  draw(canvases.mask, width, height, gray(result.mask));
   draw(canvases.result, width, height, result.anonymized.data);
   if ($('threshold-mode').value !== 'fixed') $('threshold-value').value = result.threshold.toFixed(2);
   $('threshold-output').textContent = result.threshold.toFixed(3);
@@ -201,16 +202,19 @@ function download() {
 }
 
 function wire() {
-  $('file').addEventListener('change', (event) => addPhotos([...event.target.files]));
-  const drop = $('drop');
-  drop.addEventListener('dragover', (event) => {
-    event.preventDefault();
-    drop.classList.add('over');
+  $('file').addEventListener('change', (event) => {
+    addPhotos([...event.target.files]);
+    event.target.value = ''; // picking the same file again fires another change
   });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (event) => {
+  // Photos dropped anywhere on the page are erased (the browser would otherwise open them in place of the page).
+  document.addEventListener('dragover', (event) => {
     event.preventDefault();
-    drop.classList.remove('over');
+    $('drop').classList.add('over');
+  });
+  document.addEventListener('dragleave', () => $('drop').classList.remove('over'));
+  document.addEventListener('drop', (event) => {
+    event.preventDefault();
+    $('drop').classList.remove('over');
     if (model) addPhotos([...event.dataTransfer.files]);
   });
   $('camera').addEventListener('click', startCamera);
@@ -230,8 +234,9 @@ function wire() {
 function describe(m) {
   const s = m.settings;
   const scales = s.extra_scales.length ? ` + ${s.extra_scales.map((x) => `${x}×`).join(', ')} pass` : '';
-  return `Model ${m.weightsSha256?.slice(0, 12) ?? '(no weights hash)'}: photos at ${s.input_size} px${scales}, ` +
-    `camera at ${s.live_input_size} px, auto threshold in [${s.threshold_floor}, ${s.threshold_ceiling}], ` +
+  const size = (px) => (px ? `${s.upscale ? '' : 'up to '}${px} px` : 'their own size');
+  return `Model ${m.weightsSha256?.slice(0, 12) ?? '(no weights hash)'}: photos at ${size(s.input_size)}${scales}, ` +
+    `camera frames at ${size(s.live_input_size)}, auto threshold in [${s.threshold_floor}, ${s.threshold_ceiling}], ` +
     `dilation ${s.dilation} px, regions under ${s.min_area} px dropped. onnxruntime-web ${m.ortVersion} ` +
     `(WebAssembly, ${m.threads} thread${m.threads > 1 ? 's' : ''}` +
     `${self.crossOriginIsolated ? '' : '; cross-origin isolation is off, so one thread'}).`;
