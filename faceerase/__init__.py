@@ -30,6 +30,7 @@ _LAZY = {
     "TrainConfig": "faceerase.training",
     "train": "faceerase.training",
     "write_model_card": "faceerase.modelcard",
+    "anonymize_dataset": "faceerase.hf_datasets",
 }
 __all__ += list(_LAZY)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ from typing import Any
 
 import datasets
 import numpy as np
-import torch
 from PIL import Image
 
 from faceerase.images import InvalidImageError, default_max_pixels, load_image
@@ -95,7 +95,8 @@ def anonymize_dataset(
         max_pixels: images of more pixels fail before they are decoded (default:
             :func:`~faceerase.images.default_max_pixels`).
         num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once,
-            keeps it for all its batches and runs torch on one thread.
+            keeps it for all its batches, runs torch on one thread and onnxruntime on its share of the cores
+            (``threads`` overrides it).
         **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s settings (``device``, ``input_size``,
             ``threshold``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
             ``backend``...); those left out come from the model's inference settings. ``batch_size`` (default 8)
@@ -183,11 +184,11 @@ _CALLER_PIDS: set[int] = set()
 def _eraser_for(spec: _EraserSpec) -> FaceEraser:
     key = (os.getpid(), spec)
     if key not in _ERASERS:
-        if os.getpid() not in _CALLER_PIDS:
+        if os.getpid() not in _CALLER_PIDS and "torch" in sys.modules:
             # A worker. Forked after its parent ran torch, it would hang in its first multi-threaded torch operation
             # (GNU OpenMP's thread pool does not survive a fork); one thread each also keeps the workers from
             # competing for the cores.
-            torch.set_num_threads(1)
+            sys.modules["torch"].set_num_threads(1)
         _ERASERS[key] = spec.build()
     return _ERASERS[key]
 
@@ -217,6 +218,8 @@ class _Job:
                             f"got {type(model).__name__}")
         _CALLER_PIDS.add(os.getpid())
         in_process = not num_proc
+        if not in_process and options.get("threads") is None:  # the workers share the cores
+            options = {**options, "threads": max(1, (os.cpu_count() or 1) // num_proc)}
         device = options.get("device") if in_process else "cpu"
         eraser = FaceEraser(model, revision=revision, **{**options, "device": device})
         frozen = tuple(sorted((key, _freeze(value)) for key, value in options.items()))

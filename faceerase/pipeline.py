@@ -101,6 +101,8 @@ class FaceEraser:
             0 for the native size. Probabilities come back at the original size.
         extra_scales: further passes at ``input_size`` times each scale; the map is their maximum.
         batch_size: images per network pass (equal network input sizes are batched together).
+        threads: onnxruntime's threads for the network (None: one per core); give each of several processes
+            sharing a machine its share of the cores.
         backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` of the folder or repo when it
             was exported from its weights, loaded without torch; else the model exported in memory once per
             model object; same probabilities within 1e-5); or ``auto`` (default): ``onnx`` on the CPU when
@@ -133,6 +135,7 @@ class FaceEraser:
         color: tuple[int, int, int] = (0, 0, 0),
         batch_size: int = 8,
         backend: str = "auto",
+        threads: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -140,6 +143,8 @@ class FaceEraser:
             raise ValueError(f"input_size must be 0 (native size) or at least {MIN_SIDE}, got {input_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         if backend == "auto":
             backend = _auto_backend(model, device)
         self.backend = backend
@@ -151,11 +156,11 @@ class FaceEraser:
         if backend == "onnx":
             if device is not None and str(device) != "cpu":
                 raise ValueError(f"the onnx backend runs on the CPU; got device {device!r} (use backend='torch')")
-            self.model = _onnx_model(model, revision)
+            self.model = _onnx_model(model, revision, threads)
             if isinstance(self.model, OnnxFaceModel):
                 self._onnx = self.model
             else:
-                self.device, self._onnx = select_device("cpu"), _onnx_runner(self.model)
+                self.device, self._onnx = select_device("cpu"), _onnx_runner(self.model, threads)
         else:
             if isinstance(model, OnnxFaceModel):
                 raise ValueError("an OnnxFaceModel runs only on the onnx backend")
@@ -274,36 +279,38 @@ def _torch_model(model: FaceEraseUNet | str | Path | None, revision: str | None,
     return model.to(device).eval()
 
 
-def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None,
-                revision: str | None) -> FaceEraseUNet | OnnxFaceModel:
+def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None, revision: str | None,
+                threads: int | None) -> FaceEraseUNet | OnnxFaceModel:
     """For the onnx backend: the ``model.onnx`` of a folder or repo when it is up to date (no torch), else the
     PyTorch model on the CPU, for :func:`_onnx_runner` to export."""
     if not (model is None or isinstance(model, (str, Path))):
         return model if isinstance(model, OnnxFaceModel) else model.to("cpu").eval()
     try:
-        return load_onnx_model(model, revision=revision)
+        return load_onnx_model(model, revision=revision, threads=threads)
     except OnnxUnavailableError:  # none, or a stale one (which _onnx_runner reports): export the weights
         return load_model(model, revision=revision, device="cpu")
 
 
-# One onnxruntime session per model object (the export takes seconds; erasers at other sizes share it), made
+# One onnxruntime session per model object and thread count (the export takes seconds; erasers at other sizes
+# share it), made
 # under a lock: erasers may be built by concurrent threads (a web server's requests), and torch.onnx.export
 # fails when two run at once.
-_ONNX_RUNNERS: weakref.WeakKeyDictionary[FaceEraseUNet, OnnxFaceModel] = weakref.WeakKeyDictionary()
+_ONNX_RUNNERS: weakref.WeakKeyDictionary[FaceEraseUNet, dict[int | None, OnnxFaceModel]] = weakref.WeakKeyDictionary()
 _ONNX_LOCK = threading.Lock()
 
 
-def _onnx_runner(model: FaceEraseUNet) -> OnnxFaceModel:
+def _onnx_runner(model: FaceEraseUNet, threads: int | None) -> OnnxFaceModel:
     """An onnxruntime runner for a PyTorch model: the ``model.onnx`` of the folder or repo it was loaded from
     when it was exported from these weights, else ``model`` exported now (once per model object)."""
     from faceerase.onnx_model import export_onnx
 
     with _ONNX_LOCK:
-        if model not in _ONNX_RUNNERS:
+        runners = _ONNX_RUNNERS.setdefault(model, {})
+        if threads not in runners:
             runner = None
             if model.name_or_path is not None:
                 try:
-                    runner = load_onnx_model(model.name_or_path, revision=model.revision)
+                    runner = load_onnx_model(model.name_or_path, revision=model.revision, threads=threads)
                 except OnnxUnavailableError as e:
                     if e.stale:
                         warnings.warn(f"{e}; exporting the model again meanwhile", UserWarning, stacklevel=3)
@@ -311,8 +318,8 @@ def _onnx_runner(model: FaceEraseUNet) -> OnnxFaceModel:
                     pass  # unreadable, or the repo is unreachable: export instead
             if runner is not None and runner.weights_sha256() != model.weights_sha256():
                 runner = None  # the weights were changed in memory since loading
-            _ONNX_RUNNERS[model] = runner or OnnxFaceModel(export_onnx(model))
-        return _ONNX_RUNNERS[model]
+            runners[threads] = runner or OnnxFaceModel(export_onnx(model), threads=threads)
+        return runners[threads]
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

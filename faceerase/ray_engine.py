@@ -124,7 +124,7 @@ def ray_records(jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOption
     relative = [path for job in jobs for path in (job.source, job.destination) if not path.is_absolute()]
     if relative:
         raise ValueError(f"Ray actors may run on other machines: give absolute paths, not {relative[0]}")
-    eraser_args = _actor_eraser_args(eraser_args, num_gpus_per_actor)
+    eraser_args = _actor_eraser_args(eraser_args, num_gpus_per_actor, num_cpus_per_actor)
     ray = require_ray()
     if address is not None:
         _check_reachable(address)
@@ -140,9 +140,10 @@ def ray_records(jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOption
         yield _records(ray, jobs, eraser_args, options, min(actors, len(jobs)), resources)
 
 
-def _actor_eraser_args(eraser_args: EraserArgs, num_gpus: float) -> EraserArgs:
+def _actor_eraser_args(eraser_args: EraserArgs, num_gpus: float, num_cpus: float) -> EraserArgs:
     """``eraser_args`` for an actor: a local model folder by its absolute path; the torch backend on CUDA for a
-    GPU actor, the CPU otherwise."""
+    GPU actor, the CPU otherwise, with onnxruntime on as many threads as the actor has CPUs (not every core of
+    the node, which the node's other actors share)."""
     model = eraser_args.model
     if model is not None and Path(model).exists():
         model = str(Path(model).absolute())
@@ -156,7 +157,8 @@ def _actor_eraser_args(eraser_args: EraserArgs, num_gpus: float) -> EraserArgs:
         return replace(eraser_args, model=model, backend="torch", device="cuda")
     if device not in (None, "cpu"):
         raise ValueError(f"actors without GPUs run on the CPU: device {device!r} needs GPUs per actor")
-    return replace(eraser_args, model=model, device="cpu")
+    threads = eraser_args.threads or max(1, math.floor(num_cpus))
+    return replace(eraser_args, model=model, device="cpu", threads=threads)
 
 
 def _check_reachable(address: str) -> None:

@@ -27,7 +27,8 @@ class EraserArgs:
     actor) builds the eraser the ``faceerase`` command builds.
 
     None leaves a setting to the library: ``model`` the embedded model, ``input_size`` and ``dilation`` the
-    model's ``inference.json``, ``method`` and ``mask_shape`` the eraser's defaults. ``threshold`` is a mode of
+    model's ``inference.json``, ``method`` and ``mask_shape`` the eraser's defaults, ``threads`` onnxruntime's
+    (one per core). ``threshold`` is a mode of
     :data:`faceerase.thresholds.THRESHOLD_MODES`; ``threshold_value`` goes with ``"fixed"``.
     """
 
@@ -42,6 +43,7 @@ class EraserArgs:
     method: str | None = None
     dilation: int | None = None
     mask_shape: str | None = None
+    threads: int | None = None
 
     def build(self) -> tuple[FaceEraser, dict[str, Any]]:
         """The eraser, and the identity of the model it loaded as the records name it (``id``, ``revision``,
@@ -53,7 +55,7 @@ class EraserArgs:
                  "mask_shape": self.mask_shape}
         eraser = FaceEraser(self.model, revision=self.revision, device=self.device, threshold=self.threshold,
                             threshold_value=self.threshold_value, batch_size=self.batch_size, backend=self.backend,
-                            **{name: value for name, value in given.items() if value is not None})
+                            threads=self.threads, **{name: value for name, value in given.items() if value is not None})
         identity = {"id": eraser.model.name_or_path, "revision": self.revision,
                     "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
         return eraser, identity
