@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceerase.outputs import atomic_directory, remove_stale_temp_files
+
 if TYPE_CHECKING:
     import datasets
 
@@ -145,15 +147,19 @@ def _load_local(root: Path, split: str, cache_dir: Path | None) -> datasets.Data
         "file_name": [name for name, _ in records],
     }
     dataset = datasets.Dataset.from_dict(data, features=wider_face_features(), split=datasets.Split(split))
-    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    remove_stale_temp_files([cache.parent])
     was_disabled = datasets.utils.are_progress_bars_disabled()
     datasets.utils.disable_progress_bars()
     try:
-        dataset.save_to_disk(str(tmp))
+        with atomic_directory(cache) as tmp:  # an interrupted build leaves no half cache
+            dataset.save_to_disk(str(tmp))
+    except OSError:
+        if not (cache / "dataset_info.json").is_file():
+            raise
+        # else another process finished the same cache first
     finally:
         if not was_disabled:
             datasets.utils.enable_progress_bars()
-    os.replace(tmp, cache)
     return datasets.load_from_disk(str(cache))
 
 

@@ -31,6 +31,7 @@ from PIL import Image
 
 from faceerase.images import InvalidImageError, default_max_pixels, load_image
 from faceerase.masks import Region
+from faceerase.outputs import atomic_directory, remove_stale_temp_files
 from faceerase.pipeline import EraseResult, FaceEraser
 
 logger = logging.getLogger(__name__)
@@ -393,7 +394,9 @@ def save_result(dataset: datasets.Dataset | datasets.DatasetDict, output: str | 
     output = Path(output).expanduser()
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
         raise DatasetError(f"the output {output} already exists; choose a new folder or remove it")
-    dataset.save_to_disk(str(output))
+    remove_stale_temp_files([output.parent])
+    with atomic_directory(output) as tmp:  # an interrupted save leaves no half dataset under the output's name
+        dataset.save_to_disk(str(tmp))
     if push_to_hub is None:
         return
     try:

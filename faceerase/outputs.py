@@ -1,13 +1,15 @@
-"""Output files written atomically: this tool's temporary names, modes from the umask, stale temp clean-up.
+"""Outputs written atomically: this tool's temporary names, modes from the umask, stale temp clean-up.
 
 A temporary file is named ``.<output name>.faceerase-<pid>-<random>.tmp<output suffix>`` next to its
-output; the pid lets a later run tell the leftovers of an interrupted run from the files of a live one.
+output (a temporary folder the same, without the suffix); the pid lets a later run tell the leftovers of an
+interrupted run from those of a live one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,11 +26,15 @@ def temp_path(destination: Path) -> Path:
     return Path(name)
 
 
-def new_file_mode() -> int:
-    """The mode a new file gets under the current umask (``0o666 & ~umask``)."""
+def _umask() -> int:
     umask = os.umask(0o022)  # the only portable way to read the umask is to set it
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def new_file_mode() -> int:
+    """The mode a new file gets under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~_umask()
 
 
 @contextmanager
@@ -50,6 +56,24 @@ def atomic_output(destination: Path) -> Iterator[Path]:
         raise OSError(f"cannot write {destination}: {error.strerror or error}") from None
 
 
+@contextmanager
+def atomic_directory(destination: Path) -> Iterator[Path]:
+    """Yield a new temporary folder to fill in place of the folder ``destination``, which must not exist or be
+    empty; when the block succeeds the folder takes its name, otherwise it is removed with its contents."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.faceerase-{os.getpid()}-", suffix=".tmp",
+                                dir=destination.parent))
+    try:
+        yield tmp
+        if destination.is_dir() and not any(destination.iterdir()):
+            destination.rmdir()
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private; a new folder's mode under the umask
+        os.rename(tmp, destination)  # refuses an existing non-empty folder rather than replacing it
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _process_is_gone(pid: int) -> bool:
     if os.name != "posix" or pid == os.getpid():
         return False  # signal 0 only probes on POSIX; never treat our own files as stale
@@ -63,8 +87,8 @@ def _process_is_gone(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folders: Iterable[Path]) -> list[Path]:
-    """Delete this tool's temporary files in ``folders`` (not recursively) whose run is no longer alive;
-    return the deleted paths. Other files, and temporary files of live runs, are left alone."""
+    """Delete this tool's temporary files and folders in ``folders`` (not recursively) whose run is no longer
+    alive; return the deleted paths. Other files, and temporary files of live runs, are left alone."""
     removed = []
     for folder in folders:
         try:
@@ -73,7 +97,13 @@ def remove_stale_temp_files(folders: Iterable[Path]) -> list[Path]:
             continue
         for path in entries:
             match = _TEMP_NAME.match(path.name)
-            if match and _process_is_gone(int(match["pid"])) and path.is_file() and not path.is_symlink():
+            if not match or path.is_symlink() or not _process_is_gone(int(match["pid"])):
+                continue
+            if path.is_file():
                 path.unlink(missing_ok=True)
-                removed.append(path)
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                continue
+            removed.append(path)
     return removed
