@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -99,6 +100,18 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                        help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
 
 
+def _erase_options(parser: argparse.ArgumentParser) -> None:
+    """How the faces are erased, and the image size limit: the same for files and datasets."""
+    parser.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
+    parser.add_argument("--dilation", type=_non_negative_int, metavar="PX",
+                        help="grow the mask by this many pixels (default: the model's inference.json, else 8)")
+    parser.add_argument("--mask-shape", choices=MASK_SHAPES,
+                        help="predicted mask (default), or an ellipse/box per region")
+    parser.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                        help="images of more than N pixels fail before they are decoded (default: "
+                             f"${MAX_PIXELS_ENV}, else {MAX_PIXELS}; memory grows with the image size)")
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -143,25 +156,44 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
                       help="anonymize camera INDEX (default 0) into the video OUT until Ctrl-C or --max-frames")
     anon.add_argument("--max-frames", type=_positive_int, help="stop --webcam after this many frames")
-    anon.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
-    anon.add_argument("--dilation", type=_non_negative_int, metavar="PX",
-                      help="grow the mask by this many pixels (default: the model's inference.json, else 8)")
-    anon.add_argument("--mask-shape", choices=MASK_SHAPES, help="predicted mask (default), or an ellipse/box per region")
+    _erase_options(anon)
     anon.add_argument("--temporal-window", type=_positive_int, default=DEFAULT_TEMPORAL_WINDOW, metavar="N",
                       help="videos: mask the max probability over the last N frames (1 = off; default: %(default)s)")
     anon.add_argument("--resume", action="store_true",
                       help="skip inputs whose output exists and is not older than the input; "
                            "append to the --report")
     anon.add_argument("--keep-metadata", action="store_true", help=describe_kept())
-    anon.add_argument("--max-pixels", type=_positive_int, metavar="N",
-                      help="images of more than N pixels fail before they are decoded (default: "
-                           f"${MAX_PIXELS_ENV}, else {MAX_PIXELS}; memory grows with the image size)")
     anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
                            "it must not be an input or an output")
     _model_options(anon)
     _engine_options(anon)
     anon.set_defaults(handler=_cmd_anonymize)
+
+    data = commands.add_parser(
+        "anonymize-dataset", help="anonymize the images of a Hugging Face dataset",
+        description="Anonymize the image column of one split of SOURCE (a Hugging Face Hub dataset id, a folder "
+                    "written by save_to_disk, or a folder of images read with the imagefolder builder) and save "
+                    "the result with save_to_disk into OUT. Every row is kept with its other columns; the result "
+                    "gains audit columns (faceerase_status, faceerase_error, faceerase_regions, "
+                    "faceerase_threshold, faceerase_model, faceerase_weights_sha256). A row whose image cannot be "
+                    "decoded keeps no image and is marked failed; images are re-encoded without metadata.")
+    data.add_argument("source", metavar="SOURCE", help="Hub dataset id, save_to_disk folder or folder of images")
+    data.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                      help="new folder for the anonymized dataset (save_to_disk)")
+    data.add_argument("--split", help="the split to anonymize (needed when SOURCE has several)")
+    data.add_argument("--config", metavar="NAME", help="configuration of a Hub dataset")
+    data.add_argument("--dataset-revision", metavar="REV", help="revision of a Hub dataset")
+    data.add_argument("--image-column", default="image", metavar="NAME", help="default: %(default)s")
+    data.add_argument("--num-proc", type=_positive_int, metavar="N",
+                      help="worker processes (Dataset.map num_proc), each loading the model once "
+                           "(default: this process)")
+    data.add_argument("--push-to-hub", metavar="REPO_ID",
+                      help="also push the result to this Hub dataset repo (private unless --public)")
+    data.add_argument("--public", action="store_true", help="push as a public dataset")
+    _erase_options(data)
+    _model_options(data)
+    data.set_defaults(handler=_cmd_anonymize_dataset)
 
     ev = commands.add_parser("evaluate", help="face coverage recall and collateral on WIDER FACE",
                              description="Evaluate the model on a local WIDER FACE folder; prints JSON.")
@@ -279,6 +311,38 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         summary = account_for(todo, files, report, on_record=_announce)
     print(summary)
     return 1 if summary.failed else 0
+
+
+def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
+    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, load_source, save_result,
+                                       status_counts)
+    from faceerase.pipeline import ModelLoadError
+
+    if args.public and args.push_to_hub is None:
+        raise UsageError("--public only applies to --push-to-hub")
+    if args.output.exists() and not (args.output.is_dir() and not any(args.output.iterdir())):
+        raise UsageError(f"the output {args.output} already exists; choose a new folder or remove it")
+    eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
+               if name not in ("model", "revision") and value is not None}
+    try:
+        source = load_source(args.source, args.split, config=args.config, revision=args.dataset_revision)
+        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
+            result = anonymize_dataset(source, args.image_column, model=args.model, revision=args.revision,
+                                       max_pixels=args.max_pixels, num_proc=args.num_proc, **options)
+        save_result(result, args.output, push_to_hub=args.push_to_hub, private=not args.public)
+    except ModelLoadError as error:
+        raise UsageError(f"cannot load the model: {error}") from None
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
+    except PushError as error:
+        print(f"faceerase: error: {error}", file=sys.stderr)
+        return 1
+    counts = status_counts(result)
+    print(f"{len(result)} rows: {counts['anonymized']} anonymized, {counts['failed']} failed "
+          f"(faceerase_status, faceerase_error); saved to {args.output}"
+          + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+    return 1 if counts["failed"] else 0
 
 
 def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions) -> Iterator[dict[str, Any]]:

@@ -262,3 +262,48 @@ def test_unknown_sources_and_failed_pushes_say_why(source, tmp_path, offline):
     with pytest.raises(PushError, match=r"could not push to the Hub dataset repo 'me/faces'.*saved in"):
         save_result(source.select([1]), tmp_path / "saved", push_to_hub="me/faces")
     assert load_source(tmp_path / "saved")["caption"][:] == ["cat"]
+
+
+# --------------------------------------------------------------------------- the anonymize-dataset command
+
+def test_the_command_anonymizes_an_image_folder_into_a_saved_dataset(tmp_path, offline, capsys):
+    from faceerase.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "jane.jpg").write_bytes(astronaut_with_metadata())
+    (folder / "cat.png").write_bytes(chelsea_png())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    out = tmp_path / "anonymized"
+    assert main(["anonymize-dataset", str(folder), "-o", str(out), "--method", "solid"]) == 1  # a row failed
+    assert capsys.readouterr().out.strip() == (f"3 rows: 2 anonymized, 1 failed (faceerase_status, faceerase_error); "
+                                               f"saved to {out}")
+    saved = load_source(out)
+    assert sorted(saved[STATUS][:]) == [ANONYMIZED, ANONYMIZED, FAILED]
+    face = next(row for row in saved if row[REGIONS])
+    x, y, w, h = ASTRONAUT_FACE
+    assert (np.asarray(face["image"])[y + 30:y + 70, x + 30:x + 60] == 0).all()  # solid fill over her face
+    assert main(["anonymize-dataset", str(folder), "-o", str(out)]) == 2  # never over an existing output
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_the_command_refuses_what_it_cannot_run(source, tmp_path, offline, capsys):
+    from faceerase.cli import main
+
+    save_result(datasets.DatasetDict({"train": source.select([1]), "test": source.select([1])}), tmp_path / "dict")
+    assert main(["anonymize-dataset", str(tmp_path / "dict"), "-o", str(tmp_path / "out")]) == 2
+    assert "has the splits ['train', 'test']; choose one" in capsys.readouterr().err
+    assert main(["anonymize-dataset", str(tmp_path / "dict"), "--split", "test", "-o", str(tmp_path / "out"),
+                 "--image-column", "picture"]) == 2
+    assert "picture" in capsys.readouterr().err
+    assert main(["anonymize-dataset", str(tmp_path / "dict"), "--split", "test", "-o", str(tmp_path / "out"),
+                 "--model", str(tmp_path / "no-model")]) == 2
+    assert "cannot load the model: no model folder" in capsys.readouterr().err
+    assert main(["anonymize-dataset", str(tmp_path / "dict"), "--split", "test", "-o", str(tmp_path / "out"),
+                 "--public"]) == 2
+    assert "--public only applies to --push-to-hub" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["anonymize-dataset", str(tmp_path / "dict"), "--split", "test", "-o", str(tmp_path / "out"),
+                 "--push-to-hub", "me/faces"]) == 1  # offline: the push fails, the saved copy stays
+    assert "could not push to the Hub dataset repo 'me/faces'" in capsys.readouterr().err
+    assert load_source(tmp_path / "out")["caption"][:] == ["cat"]
