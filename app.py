@@ -220,7 +220,7 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
         prob = eraser(size).predict([image])[0]
         network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
         CACHE.put(key, prob)
-    result = eraser(size).postprocess(image, prob, threshold=mode, threshold_value=float(fixed), method=method,
+    result = eraser(size).postprocess(image, prob, threshold_mode=mode, threshold_value=float(fixed), method=method,
                                       dilation=int(dilation), mask_shape=shape)
     n = len(result.regions)
     summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "

@@ -72,7 +72,7 @@ def run_faceerase(model: str, dataset, lists, limit, input_size: int | None, thr
     (random weights give random masks: neither their recall nor their inpainting time means anything)."""
     if not model.startswith("preset:"):
         eraser = FaceEraser(load_model(model, device="cpu"), device="cpu", input_size=input_size,
-                            threshold=threshold)
+                            threshold_mode=threshold)
         return {"trained": True, "input_size": eraser.input_size, "extra_scales": list(eraser.settings.extra_scales),
                 **evaluate(eraser, dataset, difficulty_lists=lists, limit=limit)}
     net = FaceEraseUNet.from_preset(model.split(":", 1)[1]).eval()

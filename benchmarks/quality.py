@@ -32,8 +32,8 @@ COLUMNS = ["model", "input_size", "extra_scales", "threshold", "easy", "medium",
 def threshold_options(text: str) -> dict:
     """``auto`` / ``seed`` or a probability (fixed mode) as FaceEraser keyword arguments."""
     if text in ("auto", "seed"):
-        return {"threshold": text}
-    return {"threshold": "fixed", "threshold_value": float(text)}
+        return {"threshold_mode": text}
+    return {"threshold_mode": "fixed", "threshold_value": float(text)}
 
 
 def build_model(name: str) -> FaceEraseUNet:

@@ -247,7 +247,7 @@ def _eraser_args(args: argparse.Namespace, **post: Any) -> EraserArgs:
     """The eraser's arguments from the model options, with the post-processing options ``post``."""
     mode, value = args.threshold
     return EraserArgs(model=args.model, revision=args.revision, device=args.device, backend=args.backend,
-                      threshold=mode, threshold_value=value, batch_size=args.batch_size,
+                      threshold_mode=mode, threshold_value=value, batch_size=args.batch_size,
                       input_size=args.input_size, **post)
 
 

@@ -99,7 +99,7 @@ def anonymize_dataset(
             keeps it for all its batches, runs torch on one thread and onnxruntime on its share of the cores
             (``threads`` overrides it).
         **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s settings (``device``, ``input_size``,
-            ``threshold``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
+            ``threshold_mode``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
             ``backend``...); those left out come from the model's inference settings. ``batch_size`` (default 8)
             is also the number of rows per map batch.
 

@@ -40,13 +40,14 @@ BACKENDS = ("auto", "torch", "onnx")
 
 @dataclass(frozen=True)
 class EraseOptions:
-    """Post-processing settings: threshold, mask clean-up and shape, anonymization.
+    """Post-processing settings: threshold, mask clean-up and shape, anonymization; the one home of their defaults.
 
-    The defaults of the threshold range, dilation and minimum area are :data:`DEFAULT_SETTINGS`';
-    :class:`FaceEraser` takes them from its model's :class:`InferenceSettings` instead.
+    ``threshold_mode`` is one of :data:`~faceerase.thresholds.THRESHOLD_MODES` (the threshold it gives for an image
+    is :attr:`EraseResult.threshold`). The defaults of the threshold range, dilation and minimum area are
+    :data:`DEFAULT_SETTINGS`'; :class:`FaceEraser` takes them from its model's :class:`InferenceSettings` instead.
     """
 
-    threshold: str = "auto"
+    threshold_mode: str = "auto"
     threshold_value: float | None = None
     method: str = "inpaint_telea"
     dilation: int = DEFAULT_SETTINGS.dilation
@@ -58,13 +59,13 @@ class EraseOptions:
     color: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("threshold", self.threshold, THRESHOLD_MODES),
+        for name, value, allowed in (("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
                                      ("method", self.method, METHODS),
                                      ("mask_shape", self.mask_shape, MASK_SHAPES)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
-        if self.threshold == "fixed" and self.threshold_value is None:
-            raise ValueError("threshold 'fixed' needs threshold_value in [0, 1]")
+        if self.threshold_mode == "fixed" and self.threshold_value is None:
+            raise ValueError("threshold_mode 'fixed' needs threshold_value in [0, 1]")
         if self.threshold_value is not None and not 0 <= self.threshold_value <= 1:
             raise ValueError(f"threshold_value must be in [0, 1], got {self.threshold_value}")
         if self.dilation < 0 or self.min_area < 0 or self.dilation_ratio < 0:
@@ -107,12 +108,13 @@ class FaceEraser:
             was exported from its weights, loaded without torch; else the model exported in memory once per
             model object; same probabilities within 1e-5); or ``auto`` (default): ``onnx`` on the CPU when
             onnxruntime is installed (2-4x faster, benchmarks/results/model_speed_hub.md), else ``torch``.
-        threshold, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
-            threshold_ceiling, mask_shape, color: defaults of :class:`EraseOptions`, overridable per
-            call of :meth:`postprocess`.
+        threshold_mode, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
+            threshold_ceiling, mask_shape, color: the fields of :attr:`options` (:class:`EraseOptions`),
+            overridable per call of :meth:`postprocess`.
 
     Every setting left at None comes from the model's :class:`InferenceSettings` (``inference.json`` in its
-    folder, else :data:`DEFAULT_SETTINGS`); :attr:`settings` holds the resolved values.
+    folder, else :data:`DEFAULT_SETTINGS`) or from :class:`EraseOptions`' defaults; :attr:`settings` and
+    :attr:`options` hold the resolved values.
     """
 
     def __init__(
@@ -123,16 +125,16 @@ class FaceEraser:
         device: str | torch.device | None = None,
         input_size: int | None = None,
         extra_scales: tuple[float, ...] | None = None,
-        threshold: str = "auto",
+        threshold_mode: str | None = None,
         threshold_value: float | None = None,
-        method: str = "inpaint_telea",
+        method: str | None = None,
         dilation: int | None = None,
         dilation_ratio: float | None = None,
         min_area: int | None = None,
         threshold_floor: float | None = None,
         threshold_ceiling: float | None = None,
-        mask_shape: str = "predicted",
-        color: tuple[int, int, int] = (0, 0, 0),
+        mask_shape: str | None = None,
+        color: tuple[int, int, int] | None = None,
         batch_size: int = 8,
         backend: str = "auto",
         threads: int | None = None,
@@ -175,8 +177,11 @@ class FaceEraser:
         self.settings: InferenceSettings = replace(self.model.settings, **overrides)
         self.batch_size = batch_size
         s = self.settings
-        self.options = EraseOptions(threshold, threshold_value, method, s.dilation, s.dilation_ratio, s.min_area,
-                                    s.threshold_floor, s.threshold_ceiling, mask_shape, tuple(color))
+        post = {"threshold_mode": threshold_mode, "threshold_value": threshold_value, "method": method,
+                "mask_shape": mask_shape, "color": None if color is None else tuple(color)}
+        self.options = EraseOptions(dilation=s.dilation, dilation_ratio=s.dilation_ratio, min_area=s.min_area,
+                                    threshold_floor=s.threshold_floor, threshold_ceiling=s.threshold_ceiling,
+                                    **{name: value for name, value in post.items() if value is not None})
 
     @property
     def input_size(self) -> int:
@@ -216,7 +221,7 @@ class FaceEraser:
         if prob.shape != image.shape[:2]:
             raise ValueError(f"probability map shape {prob.shape} does not match image size "
                              f"{image.shape[:2]}")
-        threshold = compute_threshold(prob, options.threshold, options.threshold_value,
+        threshold = compute_threshold(prob, options.threshold_mode, options.threshold_value,
                                       floor=options.threshold_floor, ceiling=options.threshold_ceiling)
         mask = refine_mask(prob > threshold, options.dilation, options.min_area, options.dilation_ratio)
         mask = shape_mask(mask, options.mask_shape)

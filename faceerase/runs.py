@@ -8,6 +8,7 @@ records through :func:`account_for`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ class EraserArgs:
 
     None leaves a setting to the library: ``model`` the embedded model, ``input_size`` and ``dilation`` the
     model's ``inference.json``, ``method`` and ``mask_shape`` the eraser's defaults, ``threads`` onnxruntime's
-    (one per core). ``threshold`` is a mode of
+    (one per core). ``threshold_mode`` is one of
     :data:`faceerase.thresholds.THRESHOLD_MODES`; ``threshold_value`` goes with ``"fixed"``.
     """
 
@@ -36,7 +37,7 @@ class EraserArgs:
     revision: str | None = None
     device: str | None = None
     backend: str = "auto"
-    threshold: str = "auto"
+    threshold_mode: str = "auto"
     threshold_value: float | None = None
     batch_size: int = 8
     input_size: int | None = None
@@ -51,11 +52,7 @@ class EraserArgs:
         load."""
         from faceerase.pipeline import FaceEraser
 
-        given = {"input_size": self.input_size, "method": self.method, "dilation": self.dilation,
-                 "mask_shape": self.mask_shape}
-        eraser = FaceEraser(self.model, revision=self.revision, device=self.device, threshold=self.threshold,
-                            threshold_value=self.threshold_value, batch_size=self.batch_size, backend=self.backend,
-                            threads=self.threads, **{name: value for name, value in given.items() if value is not None})
+        eraser = FaceEraser(**dataclasses.asdict(self))  # its fields are FaceEraser's arguments; None: the default
         identity = {"id": eraser.model.name_or_path, "revision": self.revision,
                     "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
         return eraser, identity

@@ -27,7 +27,7 @@ MODEL = {"id": "test-model", "revision": None, "weights_sha256": "0" * 64, "back
 @pytest.fixture(scope="module")
 def eraser(low_model_dir) -> FaceEraser:  # noqa: F811
     """The tiny model as the CLI builds it with ``--input-size 64 --threshold seed``: seed always masks a region."""
-    return FaceEraser(low_model_dir, input_size=64, threshold="seed")
+    return FaceEraser(low_model_dir, input_size=64, threshold_mode="seed")
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_records_are_the_report_lines_and_outputs_the_clis_bytes(run, eraser, tm
     assert [{k: v for k, v in r.items() if k not in varying} for r in records] == [
         {k: v for k, v in r.items() if k not in varying} for r in reported]
     assert [json.loads(json.dumps(r)) for r in records] == records  # JSON-serialisable as they are
-    assert records[1]["settings"]["threshold"] == "seed" and records[1]["settings"]["input_size"] == 64
+    assert records[1]["settings"]["threshold_mode"] == "seed" and records[1]["settings"]["input_size"] == 64
 
 
 def test_a_corrupt_photo_fails_with_the_reason_and_leaves_nothing(eraser, tmp_path):

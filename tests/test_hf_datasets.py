@@ -172,7 +172,7 @@ def test_an_image_failing_in_the_eraser_fails_alone(source, monkeypatch):
         return postprocess(self, image, prob, **overrides)
 
     monkeypatch.setattr(FaceEraser, "postprocess", fail_on_the_cat)
-    result = anonymize_dataset(source.select([0, 1]), method="solid", threshold="fixed", threshold_value=0.5)
+    result = anonymize_dataset(source.select([0, 1]), method="solid", threshold_mode="fixed", threshold_value=0.5)
     assert result[STATUS][:] == [ANONYMIZED, FAILED]
     assert result[1]["image"] is None and result[ERROR][:] == [None, "out of memory"]
     assert result[THRESHOLD][0] == 0.5  # the eraser options were applied

@@ -168,13 +168,13 @@ def test_exif_rotated_jpeg_gives_probabilities_in_the_rotated_shape(tiny_model, 
 def test_postprocess_overrides_apply_to_one_call(tiny_model, face_image):
     eraser = FaceEraser(tiny_model, input_size=64, method="blur")
     prob = eraser.predict([face_image])[0]
-    everything = eraser.postprocess(face_image, prob, threshold="fixed", threshold_value=0.0,
+    everything = eraser.postprocess(face_image, prob, threshold_mode="fixed", threshold_value=0.0,
                                     method="solid", color=(0, 255, 0), min_area=0, dilation=0)
     assert everything.threshold == 0.0 and everything.mask.all()
     assert (everything.anonymized == (0, 255, 0)).all()
     assert len(everything.regions) == 1 and everything.regions[0].box == (0, 0, 120, 100)
     assert eraser.options == EraseOptions(method="blur")
-    seed = eraser.postprocess(face_image, prob, threshold="seed", mask_shape="box")
+    seed = eraser.postprocess(face_image, prob, threshold_mode="seed", mask_shape="box")
     assert seed.mask.any() and seed.threshold == pytest.approx(float(np.histogram(prob)[1][6]))
     for region in seed.regions:
         x, y, w, h = region.box
@@ -212,7 +212,7 @@ def test_bad_inputs_and_settings(tiny_model, face_image, tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         eraser.postprocess(face_image, prob, method="smear")
     with pytest.raises(ValueError, match="needs threshold_value"):
-        FaceEraser(tiny_model, threshold="fixed")
+        FaceEraser(tiny_model, threshold_mode="fixed")
     with pytest.raises(ValueError, match="unknown mask_shape"):
         FaceEraser(tiny_model, mask_shape="circle")
     with pytest.raises(ValueError, match="input_size"):

@@ -145,7 +145,7 @@ def test_resume_skips_up_to_date_outputs_and_appends_to_the_report(runs, model_d
     (out / "trip/b.png").unlink()
     written = {name: (out / name).stat().st_mtime_ns for name in ("astronaut.jpg", "clip.mp4")}
     seen: list[dict] = []
-    eraser_args = EraserArgs(model=str(model_dir), input_size=64, threshold="seed")
+    eraser_args = EraserArgs(model=str(model_dir), input_size=64, threshold_mode="seed")
     summary = anonymize_with_ray([src], out, eraser_args=eraser_args, options=JobOptions(resume=True),
                                  report=report, on_record=seen.append)
     assert (summary.total, summary.anonymized, summary.failed) == (5, 1, 1)

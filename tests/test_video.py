@@ -18,7 +18,7 @@ from fixtures_app import make_low_model, write_video
 
 @pytest.fixture(scope="module")
 def eraser() -> FaceEraser:
-    return FaceEraser(make_low_model(), input_size=64, threshold="seed", method="solid")
+    return FaceEraser(make_low_model(), input_size=64, threshold_mode="seed", method="solid")
 
 
 def test_temporal_max_covers_a_single_missed_frame():
