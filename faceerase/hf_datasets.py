@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import sys
@@ -27,9 +26,8 @@ from typing import Any
 
 import datasets
 import numpy as np
-from PIL import Image
 
-from faceerase.images import InvalidImageError, default_max_pixels, load_image
+from faceerase.images import InvalidImageError, default_max_pixels, encode_image, load_image
 from faceerase.masks import Region
 from faceerase.outputs import atomic_directory, remove_stale_temp_files
 from faceerase.pipeline import EraseResult, FaceEraser
@@ -252,7 +250,8 @@ class _Job:
         for value, item in zip(values, decoded, strict=True):
             outcome = next(erased) if isinstance(item, np.ndarray) else item
             if isinstance(outcome, EraseResult):
-                image = {"bytes": _encode(outcome.anonymized, jpeg=_is_jpeg(value)), "path": None}
+                fmt = "JPEG" if _is_jpeg(value) else "PNG"
+                image = {"bytes": encode_image(outcome.anonymized, fmt), "path": None}
                 row = {REGIONS: [_region(r) for r in outcome.regions], THRESHOLD: float(outcome.threshold),
                        STATUS: ANONYMIZED, ERROR: None}
             else:
@@ -296,16 +295,6 @@ def _is_jpeg(value: dict[str, Any]) -> bool:
         with open(value["path"], "rb") as handle:
             head = handle.read(3)
     return head == b"\xff\xd8\xff"
-
-
-def _encode(pixels: np.ndarray, *, jpeg: bool) -> bytes:
-    """RGB ``pixels`` encoded with no metadata: JPEG at quality 95, else PNG."""
-    buffer = io.BytesIO()
-    if jpeg:
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
-    else:
-        Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _region(region: Region) -> dict[str, Any]:

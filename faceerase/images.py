@@ -174,9 +174,16 @@ def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = N
     if suffix not in IMAGE_EXTENSIONS:
         raise ValueError(f"cannot write an image to {destination}: its extension must be one of "
                          f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
-    fmt = Image.registered_extensions()[suffix]
+    with atomic_output(destination) as tmp:  # an encoder error, too, names the destination
+        tmp.write_bytes(encode_image(pixels, Image.registered_extensions()[suffix], exif=exif))
+
+
+def encode_image(pixels: np.ndarray, fmt: str, *, exif: bytes | None = None) -> bytes:
+    """RGB uint8 ``pixels`` encoded as the PIL format ``fmt`` (``"JPEG"``, ``"PNG"``, ...) with no metadata other
+    than ``exif``: JPEG and WebP at quality 95."""
     options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if exif:
         options["exif"] = exif
-    with atomic_output(destination) as tmp, tmp.open("wb") as handle:
-        Image.fromarray(pixels).save(handle, format=fmt, **options)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
