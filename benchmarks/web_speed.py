@@ -61,7 +61,7 @@ PIPELINE = """async ([png, repeats]) => {
   const model = await loadModel('model.onnx');
   const s = model.settings;
   const erase = async (passes, method) => postprocess(frame, await predict(model, frame, passes), s,
-    { threshold: 'auto', method, color: [0, 0, 0] });
+    { thresholdMode: 'auto', method, color: [0, 0, 0] });
   const runs = {  // taken in turn, so that other load on the machine weighs on each alike
     network_ms: () => predict(model, frame, { inputSize: frame.width, extraScales: [] }),
     default_ms: () => erase({ inputSize: s.input_size, extraScales: s.extra_scales, upscale: s.upscale }, 'fill'),

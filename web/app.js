@@ -26,7 +26,7 @@ function setState(state, message, isError = false) {
 function options() {
   const hex = $('color').value;
   return {
-    threshold: $('threshold-mode').value,
+    thresholdMode: $('threshold-mode').value,
     thresholdValue: Number($('threshold-value').value),
     method: $('method').value,
     color: [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)),

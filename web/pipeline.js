@@ -10,8 +10,9 @@ import { runNetwork } from './model.js';
 import { resize, resizeImage } from './resize.js';
 import { computeThreshold } from './thresholds.js';
 
-/** The image resized for one network pass (FaceEraser._network_input): long side inputSize (see
- * networkLongSide) times extraScale, at least MIN_SIDE; shrunk by area averaging, enlarged bilinearly. */
+/** The image resized for one network pass (FaceEraser._network_input, geometry.resize_long_side): long side
+ * inputSize (see networkLongSide) times extraScale, at least MIN_SIDE; shrunk by area averaging, enlarged
+ * bilinearly. */
 function networkInput(image, inputSize, extraScale, upscale) {
   const { width, height } = image;
   const long = Math.max(width, height);
@@ -42,12 +43,13 @@ export async function predict(model, image, { inputSize, extraScales = [], upsca
 
 /**
  * Threshold, clean up and anonymize without running the network.
- * options: {threshold: 'auto' | 'seed' | 'fixed', thresholdValue, method, color}.
+ * options: {thresholdMode: 'auto' | 'seed' | 'fixed', thresholdValue, method, color} (threshold_mode,
+ * threshold_value, method and color of EraseOptions).
  * Returns {threshold, mask (Uint8Array), regions, anonymized (RGBA image)}.
  */
-export function postprocess(image, prob, settings, { threshold: mode, thresholdValue, method, color }) {
+export function postprocess(image, prob, settings, { thresholdMode, thresholdValue, method, color }) {
   const { width, height } = image;
-  const threshold = computeThreshold(prob, mode, { value: thresholdValue, floor: settings.threshold_floor,
+  const threshold = computeThreshold(prob, thresholdMode, { value: thresholdValue, floor: settings.threshold_floor,
     ceiling: settings.threshold_ceiling });
   const cut = Math.fround(threshold); // numpy compares the float32 map with the threshold as a float32
   const raw = new Uint8Array(prob.length);
