@@ -14,6 +14,7 @@ import dataclasses
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import chain
@@ -314,6 +315,8 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 
 
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
+    import datasets
+
     from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, load_source, save_result,
                                        status_counts)
     from faceerase.pipeline import ModelLoadError
@@ -325,12 +328,20 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
                if name not in ("model", "revision") and value is not None}
+    # What this command prepares on the way stays out of the source folder and the datasets cache: the image
+    # folder's Arrow copy (un-erased originals) in a scratch folder removed at the end, the map's output in
+    # datasets' temporary files (caching off) removed at exit.
+    caching = datasets.is_caching_enabled()
+    datasets.disable_caching()
     try:
-        source = load_source(args.source, args.split, config=args.config, revision=args.dataset_revision)
-        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
-            result = anonymize_dataset(source, args.image_column, model=args.model, revision=args.revision,
-                                       max_pixels=args.max_pixels, num_proc=args.num_proc, **options)
-        save_result(result, args.output, push_to_hub=args.push_to_hub, private=not args.public)
+        with tempfile.TemporaryDirectory(prefix="faceerase-dataset-") as scratch:
+            source = load_source(args.source, args.split, config=args.config, revision=args.dataset_revision,
+                                 cache_dir=scratch)
+            with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
+                result = anonymize_dataset(source, args.image_column, model=args.model, revision=args.revision,
+                                           max_pixels=args.max_pixels, num_proc=args.num_proc, **options)
+            save_result(result, args.output, push_to_hub=args.push_to_hub, private=not args.public)
+            counts = status_counts(result)
     except ModelLoadError as error:
         raise UsageError(f"cannot load the model: {error}") from None
     except DatasetError as error:
@@ -338,7 +349,9 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     except PushError as error:
         print(f"faceerase: error: {error}", file=sys.stderr)
         return 1
-    counts = status_counts(result)
+    finally:
+        if caching:
+            datasets.enable_caching()
     print(f"{len(result)} rows: {counts['anonymized']} anonymized, {counts['failed']} failed "
           f"(faceerase_status, faceerase_error); saved to {args.output}"
           + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))

@@ -306,13 +306,15 @@ def _region(region: Region) -> dict[str, Any]:
 # --------------------------------------------------------------------------- sources and results
 
 def load_source(source: str | Path, split: str | None = None, *, config: str | None = None,
-                revision: str | None = None) -> datasets.Dataset:
+                revision: str | None = None, cache_dir: str | Path | None = None) -> datasets.Dataset:
     """Load one split of what ``faceerase anonymize-dataset SOURCE`` anonymizes.
 
     ``source`` is a folder written by ``save_to_disk`` (a dataset or a dataset dict), any other local folder (read
     with the ``imagefolder`` builder: images, optionally in split subfolders, and a ``metadata.csv`` or
     ``.jsonl`` for extra columns), or a Hugging Face Hub dataset id (``config`` and ``revision`` select its
-    configuration and revision). ``split`` may be left out when the source has a single split.
+    configuration and revision). ``split`` may be left out when the source has a single split. ``cache_dir`` is
+    where the ``imagefolder`` builder writes its Arrow copy of the images (default: the ``datasets`` cache): a copy
+    of the un-erased originals, so give a folder you remove afterwards (the command does).
 
     Raises:
         DatasetError: the source does not exist, cannot be read, or has no such split (the message says which
@@ -329,7 +331,8 @@ def load_source(source: str | Path, split: str | None = None, *, config: str | N
                 (path / datasets.config.DATASET_STATE_JSON_FILENAME).is_file():
             return _saved_split(path, split)
         try:
-            splits = datasets.load_dataset("imagefolder", data_dir=str(path))
+            splits = datasets.load_dataset("imagefolder", data_dir=str(path),
+                                           cache_dir=None if cache_dir is None else str(cache_dir))
         except (OSError, ValueError) as error:
             raise DatasetError(f"cannot read {path} as a folder of images: {error}") from None
         return _pick_split(splits, split, str(path))

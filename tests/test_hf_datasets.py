@@ -275,7 +275,11 @@ def test_the_command_anonymizes_an_image_folder_into_a_saved_dataset(tmp_path, o
     (folder / "cat.png").write_bytes(chelsea_png())
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
     out = tmp_path / "anonymized"
+    before = sorted(path.name for path in folder.iterdir())
     assert main(["anonymize-dataset", str(folder), "-o", str(out), "--method", "solid"]) == 1  # a row failed
+    # no copy of the un-erased photos is left behind: not in the source folder, not in the datasets cache
+    assert sorted(path.name for path in folder.iterdir()) == before
+    assert not list((tmp_path / "datasets-cache").rglob("*.arrow"))
     assert capsys.readouterr().out.strip() == (f"3 rows: 2 anonymized, 1 failed (faceerase_status, faceerase_error); "
                                                f"saved to {out}")
     saved = load_source(out)
@@ -303,7 +307,9 @@ def test_the_command_refuses_what_it_cannot_run(source, tmp_path, offline, capsy
                  "--public"]) == 2
     assert "--public only applies to --push-to-hub" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    saved = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "dict").rglob("*"))
     assert main(["anonymize-dataset", str(tmp_path / "dict"), "--split", "test", "-o", str(tmp_path / "out"),
                  "--push-to-hub", "me/faces"]) == 1  # offline: the push fails, the saved copy stays
+    assert sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "dict").rglob("*")) == saved  # no cache
     assert "could not push to the Hub dataset repo 'me/faces'" in capsys.readouterr().err
     assert load_source(tmp_path / "out")["caption"][:] == ["cat"]
