@@ -1,4 +1,7 @@
-"""The ``faceerase`` command: ``anonymize`` images, folders, videos or a webcam; ``evaluate`` on WIDER FACE.
+"""The ``faceerase`` command: ``anonymize`` images, folders, videos or a webcam (in this process or on Ray);
+``anonymize-dataset`` a Hugging Face dataset; ``evaluate`` on WIDER FACE; ``export-onnx``. Argument parsing,
+progress and messages only: the work is in :mod:`faceerase.batch`, :mod:`faceerase.runs`,
+:mod:`faceerase.ray_engine`, :mod:`faceerase.hf_datasets` and :mod:`faceerase.video`.
 
 Exit codes: 0 every input was anonymized or skipped with a reason (hidden, not an image or video, ...),
 1 some input failed (each reported on one line, the run goes on; unsupported images such as HEIC or
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -31,13 +34,11 @@ from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
 from faceerase.outputs import atomic_output, remove_stale_temp_files
+from faceerase.pipeline import BACKENDS, FaceEraser, ModelLoadError, load_model
 from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
 from faceerase.runs import EraserArgs, account_for
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
                              read_frames, write_anonymized_video)
-
-if TYPE_CHECKING:
-    from faceerase.pipeline import FaceEraser
 
 _WEBCAM_FPS = 30.0
 
@@ -94,7 +95,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                        help="resize the long side to PX for the network; 0 = original size (default: the model's "
                             "inference.json, else 1024)")
     group.add_argument("--batch-size", type=_positive_int, default=8, help="frames per network pass (default: 8)")
-    group.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+    group.add_argument("--backend", choices=BACKENDS, default="auto",
                        help="network runtime: onnx (onnxruntime, CPU), torch, or auto: onnx on the CPU, else torch "
                             "(default: auto)")
     group.add_argument("--threshold", type=_threshold, default=("auto", None), metavar="auto|seed|FLOAT",
@@ -235,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_model(args: argparse.Namespace, device: str | None):
     """``--model`` (and ``--revision``) loaded on ``device``; a model that does not load is a usage error."""
-    from faceerase.pipeline import ModelLoadError, load_model
-
     try:
         with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
             return load_model(args.model, revision=args.revision, device=device)
@@ -252,11 +251,9 @@ def _eraser_args(args: argparse.Namespace, **post: Any) -> EraserArgs:
                       input_size=args.input_size, **post)
 
 
-def _make_eraser(eraser_args: EraserArgs) -> tuple["FaceEraser", dict[str, Any]]:
+def _make_eraser(eraser_args: EraserArgs) -> tuple[FaceEraser, dict[str, Any]]:
     """The eraser for ``--model`` (on the onnx backend, its ``model.onnx`` alone when it is up to date: no
     torch); returns it with the model's identity for reports."""
-    from faceerase.pipeline import ModelLoadError
-
     try:
         with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
             return eraser_args.build()
@@ -319,8 +316,6 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
 
     from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, load_source, save_result,
                                        status_counts)
-    from faceerase.pipeline import ModelLoadError
-
     if args.public and args.push_to_hub is None:
         raise UsageError("--public only applies to --push-to-hub")
     if args.output.exists() and not (args.output.is_dir() and not any(args.output.iterdir())):
@@ -383,8 +378,6 @@ def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: li
                  options: JobOptions) -> Iterator[dict[str, Any]]:
     """The records of ``jobs`` anonymized by Ray actors (``--address``, ``--actors``, ``--cpus-per-actor``,
     ``--gpus-per-actor``), once the model has loaded; Ray stays up until ``stack`` closes."""
-    from faceerase.pipeline import ModelLoadError
-
     try:
         return stack.enter_context(ray_records(
             jobs, eraser_args, options, actors=args.actors or 2, num_cpus_per_actor=args.cpus_per_actor or 1.0,
