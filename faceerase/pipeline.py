@@ -147,6 +147,10 @@ class FaceEraser:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        post = {"threshold_mode": threshold_mode, "threshold_value": threshold_value, "method": method,
+                "mask_shape": mask_shape, "color": None if color is None else tuple(color)}
+        post = {name: value for name, value in post.items() if value is not None}
+        EraseOptions(**post)  # invalid options fail here, before the model loads
         if backend == "auto":
             backend = _auto_backend(model, device)
         self.backend = backend
@@ -177,11 +181,8 @@ class FaceEraser:
         self.settings: InferenceSettings = replace(self.model.settings, **overrides)
         self.batch_size = batch_size
         s = self.settings
-        post = {"threshold_mode": threshold_mode, "threshold_value": threshold_value, "method": method,
-                "mask_shape": mask_shape, "color": None if color is None else tuple(color)}
         self.options = EraseOptions(dilation=s.dilation, dilation_ratio=s.dilation_ratio, min_area=s.min_area,
-                                    threshold_floor=s.threshold_floor, threshold_ceiling=s.threshold_ceiling,
-                                    **{name: value for name, value in post.items() if value is not None})
+                                    threshold_floor=s.threshold_floor, threshold_ceiling=s.threshold_ceiling, **post)
 
     @property
     def input_size(self) -> int:

@@ -217,3 +217,5 @@ def test_bad_inputs_and_settings(tiny_model, face_image, tmp_path):
         FaceEraser(tiny_model, mask_shape="circle")
     with pytest.raises(ValueError, match="input_size"):
         FaceEraser(tiny_model, input_size=8)
+    with pytest.raises(ValueError, match="unknown method"):  # before any model is loaded
+        FaceEraser("no/such-model-anywhere", method="smear")
