@@ -18,6 +18,7 @@ import sys
 import types
 import typing
 
+from faceerase.hub import ModelLoadError
 from faceerase.training import RENAMED_FIELDS, TrainConfig, train
 
 # Shorthands that fill ``model_overrides``.
@@ -93,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     try:
         summary = train(parse_args(argv))
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, ModelLoadError) as error:
         sys.exit(f"train.py: error: {error}")
     if summary.get("out_dir"):
         print(json.dumps(summary, indent=2))

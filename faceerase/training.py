@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from faceerase.augment import CropSampler
 from faceerase.data import pixel_bounds
 from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE, face_coverage
-from faceerase.hub import select_device
+from faceerase.hub import load_model, select_device
 from faceerase.model import FaceEraseUNet, to_grayscale
 from faceerase.modelcard import write_model_card
 from faceerase.pack import LABEL_BACKGROUND, LABEL_FACE, PackedImages, load_image_set, load_negatives, pack_images
@@ -78,6 +78,8 @@ class TrainConfig:
     model_overrides: dict = _opt({}, "preset overrides (--in-channels, --base-channels, --depth, --stem-stride)",
                                  "model")
     pretrained: bool = _opt(True, "initialise a pretrained encoder (mobilenet_v2) from ImageNet", "model")
+    init_from: str | None = _opt(None, "fine-tune: start from this saved model's architecture and weights (folder "
+                                       "or Hub repo id) instead of --preset", "model")
     steps: int | None = _opt(None, "optimizer steps", "optimization")
     epochs: float | None = _opt(None, "epochs (crops = epochs x training images) when --steps is not given",
                                 "optimization")
@@ -114,6 +116,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not 0 <= self.negative_fraction < 1:
             raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
+        if self.init_from is not None and self.model_overrides:
+            raise ValueError("init_from takes the architecture of the saved model; drop the preset overrides "
+                             f"{sorted(self.model_overrides)}")
         self.scale_range = tuple(self.scale_range)
 
     @classmethod
@@ -219,8 +224,14 @@ def _hub_token() -> str:
 
 
 def build_model(config: TrainConfig) -> FaceEraseUNet:
-    """The untrained model of ``config`` (its preset with ``model_overrides``), its encoder initialised from
-    ImageNet when ``config.pretrained`` and the encoder has such weights."""
+    """The model ``config`` starts from: the saved model ``init_from`` (its weights, without its inference
+    settings, which belong to the weights it had: calibrate the fine-tuned model again), else its untrained preset
+    with ``model_overrides``, the encoder initialised from ImageNet when ``config.pretrained`` and the encoder has
+    such weights. Raises :class:`~faceerase.hub.ModelLoadError` when ``init_from`` does not load."""
+    if config.init_from is not None:
+        model = load_model(config.init_from, device="cpu")
+        model.inference_settings = model.name_or_path = model.revision = None  # a new model from here on
+        return model.train()
     model = FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
     if config.pretrained and model.encoder.imagenet_normalized:
         model.load_encoder_weights()
@@ -362,7 +373,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             print(f"training {n_train} images ({n_faces} faces) + {len(train_data) - n_train} negatives "
                   f"on {device} x{world}; "
-                  f"model {config.preset} {config.model_overrides or ''} "
+                  f"model {config.init_from or config.preset} {config.model_overrides or ''} "
                   f"({sum(p.numel() for p in self.model.parameters()):,} parameters)")
 
     def autocast(self):

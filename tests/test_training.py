@@ -248,3 +248,31 @@ def test_bad_negatives_and_settings_are_clear_errors(tmp_path, capsys):
         train_cli.main(["--data", str(tmp_path / "absent"), "--negatives", str(tmp_path / "empty"), "--steps", "1",
                         "--out", str(tmp_path / "out"), "--no-progress"])
     assert str(info.value).startswith("train.py: error: ") and "\n" not in str(info.value)
+
+
+def test_fine_tuning_starts_from_a_saved_model(run, env, tmp_path):
+    from faceerase.settings import InferenceSettings
+
+    _, first = run
+    source = FaceEraseUNet.from_pretrained(first["model_dir"])
+    source.inference_settings = InferenceSettings(input_size=320, source="calibrated for the source weights")
+    source.save_pretrained(tmp_path / "source")
+    start = training.build_model(TrainConfig(init_from=str(tmp_path / "source")))
+    assert start.training and start.inference_settings is None and start.name_or_path is None
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), source.state_dict().values()))
+
+    wider, _ = env
+    tiny = {k: v for k, v in TINY.items() if k not in ("preset", "model_overrides")}
+    summary = train(TrainConfig(data=str(wider), out_dir=str(tmp_path / "tuned"), steps=2, val_split=None,
+                                init_from=str(tmp_path / "source"), lr=1e-3, **tiny))
+    tuned = FaceEraseUNet.from_pretrained(summary["model_dir"])
+    assert tuned.hub_config == source.hub_config  # the saved model's architecture, not the --preset default
+    assert not (Path(summary["model_dir"]) / "inference.json").exists()  # calibrate the new weights again
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), source.state_dict().values()))
+
+    with pytest.raises(ValueError, match="init_from takes the architecture of the saved model"):
+        TrainConfig(init_from=str(tmp_path / "source"), model_overrides={"depth": 3})
+    with pytest.raises(SystemExit) as info:
+        train_cli.main(["--data", str(wider), "--init-from", str(tmp_path / "nowhere"), "--steps", "1",
+                        "--out", str(tmp_path / "out"), "--no-progress"])
+    assert str(info.value).startswith("train.py: error: no model folder at") and "\n" not in str(info.value)
