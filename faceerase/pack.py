@@ -220,7 +220,8 @@ def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
     labels = torch.zeros((n, 1, height, width), dtype=torch.uint8)
     for i, (image, boxes, invalid) in enumerate(zip(image_set.images, image_set.boxes, image_set.invalid, strict=True)):
         h, w = image.shape[:2]
-        images[i, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        # contiguous and writable (a copy for read-only decoded arrays: torch warns about those)
+        images[i, :, :h, :w] = torch.from_numpy(np.require(image, requirements=("C", "W"))).permute(2, 0, 1)
         target, ignore = face_masks({"bbox": boxes, "invalid": invalid}, h, w, shape)
         label = LABEL_BACKGROUND + target * (LABEL_FACE - LABEL_BACKGROUND)
         label[ignore] = LABEL_IGNORE
