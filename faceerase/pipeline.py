@@ -107,7 +107,8 @@ class FaceEraser:
         backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` of the folder or repo when it
             was exported from its weights, loaded without torch; else the model exported in memory once per
             model object; same probabilities within 1e-5); or ``auto`` (default): ``onnx`` on the CPU when
-            onnxruntime is installed (2-4x faster, benchmarks/results/model_speed_hub.md), else ``torch``.
+            onnxruntime is installed (its network 1.8-2.7x faster on 2 cores, benchmarks/results/model_speed_hub.md),
+            else ``torch``.
         threshold_mode, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
             threshold_ceiling, mask_shape, color: the fields of :attr:`options` (:class:`EraseOptions`),
             overridable per call of :meth:`postprocess`.

@@ -217,5 +217,7 @@ def test_bad_inputs_and_settings(tiny_model, face_image, tmp_path):
         FaceEraser(tiny_model, mask_shape="circle")
     with pytest.raises(ValueError, match="input_size"):
         FaceEraser(tiny_model, input_size=8)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        FaceEraser(tiny_model, threads=0)
     with pytest.raises(ValueError, match="unknown method"):  # before any model is loaded
         FaceEraser("no/such-model-anywhere", method="smear")
