@@ -128,11 +128,18 @@ def image_stem(example: Mapping[str, Any]) -> str | None:
     return Path(filename).stem if filename else None
 
 
+def height_group(min_height: int) -> str:
+    """The recall group of the valid faces at least ``min_height`` pixels high (``"h>=10px"``)."""
+    return f"h>={min_height}px"
+
+
 def score_image(mask: np.ndarray, faces: Mapping[str, Any], stem: str | None = None,
-                difficulty_lists: Mapping[str, Mapping[str, list[int]]] | None = None) -> dict[str, Any]:
+                difficulty_lists: Mapping[str, Mapping[str, list[int]]] | None = None,
+                min_height: int | None = None) -> dict[str, Any]:
     """Per-image scores of a final mask against WIDER FACE annotations (``faces`` = ``{"bbox", "invalid"}``).
 
-    Returns ``covered`` / ``faces`` counts for ``all`` valid faces and for each difficulty whose list
+    Returns ``covered`` / ``faces`` counts for ``all`` valid faces, for the valid faces at least
+    ``min_height`` pixels high (group :func:`height_group`) when given, and for each difficulty whose list
     has this image, ``collateral`` (all faces, invalid included, count as faces), and the pixel-IoU
     ``intersection`` / ``union`` with the box ground truth of :func:`faceerase.data.face_masks` (invalid
     faces are ignored).
@@ -141,6 +148,9 @@ def score_image(mask: np.ndarray, faces: Mapping[str, Any], stem: str | None = N
     invalid = invalid_flags(faces)
     covered = face_coverage(mask, boxes) >= COVERAGE_THRESHOLD
     counts = {"all": (int(covered[~invalid].sum()), int((~invalid).sum()))}
+    if min_height is not None:
+        tall = ~invalid & (boxes[:, 3] >= min_height)
+        counts[height_group(min_height)] = (int(covered[tall].sum()), int(tall.sum()))
     for difficulty, per_image in (difficulty_lists or {}).items():
         if stem is not None and stem in per_image:
             index = np.asarray(per_image[stem], dtype=int)

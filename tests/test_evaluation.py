@@ -16,6 +16,7 @@ from faceerase.evaluation import (
     coverage_recall,
     evaluate_masks,
     face_coverage,
+    height_group,
     load_difficulty_lists,
     pixel_iou,
     score_image,
@@ -104,6 +105,17 @@ def test_score_and_aggregate_weight_recall_by_faces():
     assert report["n_images"] == 2 and report["collateral"] == 0.0
     with pytest.raises(ValueError, match="refers to face"):
         score_image(mask, faces, "a", {"easy": {"a": [5]}})
+
+
+def test_min_height_group_counts_only_valid_faces_that_high():
+    faces = {"bbox": [[0, 0, 8, 9], [20, 0, 10, 10], [40, 0, 12, 12], [60, 0, 30, 30]],
+             "invalid": [False, False, False, True]}
+    mask = box_mask([[0, 0, 8, 9], [40, 0, 12, 12]], 40, 100)
+    score = score_image(mask, faces, min_height=10)
+    group = height_group(10)
+    assert (score["covered"][group], score["faces"][group]) == (1, 2)  # the 9-px face and the invalid one left out
+    assert (score["covered"]["all"], score["faces"]["all"]) == (2, 3)
+    assert group not in score_image(mask, faces)["faces"]
 
 
 def _write_official_mat(path: Path, events: dict[str, dict[str, list[int]]]) -> None:
