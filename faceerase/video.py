@@ -118,8 +118,9 @@ class VideoSummary:
     frames: int = 0
     regions: list[list] = field(default_factory=list)  # faceerase.masks.Region per frame
     thresholds: list[float] = field(default_factory=list)
-    audio: str = "none"  # "none" (no audio track), "kept", "dropped (why)" or "unknown (why)"
-    warnings: list[str] = field(default_factory=list)  # one line each: truncated source, audio lost
+    # "none" (no audio track), "kept", "kept (re-encoded as AAC)", "dropped (why)" or "unknown (why)"
+    audio: str = "none"
+    warnings: list[str] = field(default_factory=list)  # one line each: truncated source, audio lost, streams
 
 
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -152,9 +153,13 @@ def write_anonymized_video(eraser: "FaceEraser", frames: Iterable[np.ndarray], d
 
     With ``audio_source`` its audio (and with ``keep_metadata`` its tags of
     :data:`faceerase.metadata.VIDEO_TAGS`) is copied in with ffmpeg (``summary.audio``); other metadata is never
-    written. The finished file is decoded again before it replaces ``destination``: when fewer frames come back
-    than were written it is a :class:`VideoError` and nothing is left behind; so are a stream with no frame and
-    a frame of another size. ``on_frame(1)`` is called after each frame (progress bars).
+    written. Audio whose codec cannot be copied into the output's container is re-encoded as AAC
+    (``"kept (re-encoded as AAC)"``); audio that ffmpeg cannot write at all (a full disk, an undecodable track)
+    is a :class:`VideoError`, as are tags that cannot be written. Without ffmpeg on PATH the audio is dropped or
+    unknown, as ``summary.audio`` says. The finished file is decoded again before it replaces ``destination``:
+    when fewer frames come back than were written it is a :class:`VideoError`; so are a stream with no frame and
+    a frame of another size. After any :class:`VideoError` nothing is left behind. ``on_frame(1)`` is called
+    after each frame (progress bars).
     """
     with atomic_output(destination) as tmp:
         summary = _write_frames(eraser, frames, tmp, fps, TemporalMax(temporal_window), batch_size, on_frame)
@@ -170,10 +175,16 @@ def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *,
     """Anonymize every frame of ``source`` into ``destination`` (same fps and size) with
     :func:`write_anonymized_video`, audio included.
 
-    ``summary.warnings`` says when ``source`` decodes to fewer frames than its container declares (truncated or
-    corrupt: the output holds every frame that decoded) and when its audio was, or may have been, lost.
+    A ``source`` with more than one video stream (cover art not counted) is a :class:`VideoError`: only files with
+    one video stream are supported. ``summary.warnings`` says when ``source`` decodes to fewer frames than its
+    container declares (truncated or corrupt: the output holds every frame that decoded), when its audio was, or
+    may have been, lost, and when its video streams could not be counted (neither ffprobe nor ffmpeg on PATH: the
+    one OpenCV decodes is anonymized, any other is not written).
     """
     info = probe_video(source)
+    streams = count_video_streams(source)
+    if streams is not None and streams > 1:
+        raise VideoError(f"{streams} video streams: only files with one video stream are supported")
     capture = cv2.VideoCapture(str(source))
     try:
         summary = write_anonymized_video(eraser, read_frames(capture), destination, info.fps,
@@ -184,8 +195,11 @@ def anonymize_video(eraser: "FaceEraser", source: Path, destination: Path, *,
     if info.frame_count > summary.frames:
         summary.warnings.append(f"only {summary.frames} of the {info.frame_count} frames its container declares "
                                 f"could be decoded (truncated or corrupt video?)")
-    if summary.audio not in ("none", "kept"):
+    if not summary.audio.startswith(("none", "kept")):
         summary.warnings.append(f"audio {summary.audio}")
+    if streams is None:
+        summary.warnings.append("video streams not counted (ffmpeg and ffprobe not found on PATH): if the file has "
+                                "more than one, only one was anonymized and written")
     return summary
 
 
@@ -250,9 +264,34 @@ def has_audio(path: Path) -> bool | None:
     return None
 
 
+def count_video_streams(path: Path) -> int | None:
+    """How many video streams ``path`` has, cover art (attached pictures) not counted, asked of ffprobe or else
+    ffmpeg (None when neither is on PATH); :class:`VideoError` when ffprobe cannot read it."""
+    if ffprobe := shutil.which("ffprobe"):
+        result = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v", "-show_entries",
+                                 "stream_disposition=attached_pic", "-of", "csv=p=0", str(path)],
+                                capture_output=True, errors="replace")
+        if result.returncode != 0:
+            raise VideoError(f"ffprobe cannot read its streams: {_first_line(result.stderr)}")
+        return result.stdout.split().count("0")
+    if ffmpeg := shutil.which("ffmpeg"):
+        result = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, errors="replace")
+        streams = re.findall(r"^\s*Stream #\S+.*: Video:.*$", result.stderr, re.MULTILINE)
+        return sum("(attached pic)" not in stream for stream in streams)
+    return None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no error message")
+
+
 def _mux(video: Path, source: Path, keep_metadata: bool) -> str:
     """Copy ``source``'s audio (and with ``keep_metadata`` its allow-listed tags) into ``video`` in place with
-    ffmpeg; return what happened to the audio (see :attr:`VideoSummary.audio`)."""
+    ffmpeg; return what happened to the audio (see :attr:`VideoSummary.audio`).
+
+    Audio is stream-copied, or re-encoded as AAC when its codec cannot be copied into ``video``'s container. When
+    neither works (no space left, a track ffmpeg cannot decode) it is a :class:`VideoError`: the audio was asked
+    for and could not be written, so the file must not pass for finished (and ``--resume`` must redo it)."""
     audio = has_audio(source)
     tags = allowed_video_tags(source) if keep_metadata else {}
     ffmpeg = shutil.which("ffmpeg")
@@ -267,11 +306,15 @@ def _mux(video: Path, source: Path, keep_metadata: bool) -> str:
                "-c:v", "copy", "-map_metadata", "-1"]
     for key, value in tags.items():
         command += ["-metadata", f"{key}={value}"]
+    attempts = {"kept": ["-c:a", "copy"], "kept (re-encoded as AAC)": ["-c:a", "aac"]} if audio else {"none": []}
     try:
-        for audio_codec in (["-c:a", "copy"], ["-c:a", "aac"]):
-            if subprocess.run([*command, *audio_codec, str(muxed)], capture_output=True).returncode == 0:
+        for state, audio_codec in attempts.items():
+            result = subprocess.run([*command, *audio_codec, str(muxed)], capture_output=True, errors="replace")
+            if result.returncode == 0:
                 os.replace(muxed, video)
-                return "kept" if audio else "none"
-        return "dropped (ffmpeg could not copy the audio stream)" if audio else "none"
+                return state
     finally:
         muxed.unlink(missing_ok=True)
+    what = "its audio track" if audio else "its kept metadata tags"
+    raise VideoError(f"ffmpeg could not write {what} into the output ({_first_line(result.stderr)}); "
+                     f"the output was not kept")

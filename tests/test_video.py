@@ -1,7 +1,9 @@
-"""Video anonymization: temporal smoothing, frame-exact output, atomic writes, bad videos."""
+"""Video anonymization: temporal smoothing, frame-exact output, atomic writes, bad videos, streams and audio."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,10 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
+from faceerase import video
 from faceerase.pipeline import FaceEraser
-from faceerase.video import (TemporalMax, VideoError, anonymize_video, count_frames, has_audio, output_suffix,
-                             probe_video, write_anonymized_video)
-from fixtures_app import make_low_model, write_video
+from faceerase.video import (TemporalMax, VideoError, anonymize_video, count_frames, count_video_streams, has_audio,
+                             output_suffix, probe_video, write_anonymized_video)
+from fixtures_app import low_model_dir, make_low_model, write_video  # noqa: F401  (fixture)
+from test_cli import run  # noqa: F401  (fixture: the CLI in-process on a tiny model)
+
+needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                                  reason="ffmpeg/ffprobe not on PATH (.ci/run installs Debian's ffmpeg)")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +105,8 @@ def test_audio_is_reported_as_unknown_without_ffmpeg_and_ffprobe(eraser, tmp_pat
     assert output_suffix(source) == ".avi" and output_suffix(Path("x.webm")) == ".mp4"
     summary = anonymize_video(eraser, source, tmp_path / "out.avi")
     assert summary.audio.startswith("unknown (ffmpeg and ffprobe not found on PATH")
-    assert summary.warnings == [f"audio {summary.audio}"]
+    assert summary.warnings == [f"audio {summary.audio}", "video streams not counted (ffmpeg and ffprobe not found "
+                                "on PATH): if the file has more than one, only one was anonymized and written"]
 
 
 def test_corrupt_video_raises_and_leaves_nothing(eraser, tmp_path):
@@ -109,8 +117,7 @@ def test_corrupt_video_raises_and_leaves_nothing(eraser, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
 
 
-@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
-                    reason="ffmpeg/ffprobe not on PATH (.ci/run installs Debian's ffmpeg)")
+@needs_ffmpeg
 def test_audio_is_kept_with_ffmpeg(eraser, tmp_path):
     source = tmp_path / "talk.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1",
@@ -124,3 +131,72 @@ def test_audio_is_kept_with_ffmpeg(eraser, tmp_path):
     tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(output)],
                           capture_output=True, text=True, check=True).stdout
     assert "secret" not in tags  # container metadata stripped by default
+
+
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def records(report: Path) -> list[dict]:
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+def talk(path: Path) -> Path:
+    """A 1 s clip with a sine tone as its AAC audio track."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-f", "lavfi", "-i",
+           "sine=frequency=440:duration=1", "-c:v", "mpeg4", "-c:a", "aac", "-shortest", path)
+    return path
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("tools", ["ffprobe", "ffmpeg only"])
+def test_a_second_video_stream_fails_the_file(run, tmp_path, monkeypatch, face_image, tools):
+    if tools == "ffmpeg only":
+        which = shutil.which
+        monkeypatch.setattr(video.shutil, "which", lambda name: None if name == "ffprobe" else which(name))
+    cv2.imwrite(str(tmp_path / "face.png"), face_image[..., ::-1])
+    two = tmp_path / "two.mkv"  # a plain first stream, the face in the second
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=120x100:rate=10:duration=1", "-loop", "1", "-framerate", "10",
+           "-t", "1", "-i", tmp_path / "face.png", "-map", "0:v", "-map", "1:v", "-c:v", "mpeg4", two)
+    ffmpeg("-i", talk(tmp_path / "talk.mp4"), "-i", tmp_path / "face.png", "-map", "0", "-map", "1", "-c", "copy",
+           "-c:v:1", "png", "-disposition:v:1", "attached_pic", tmp_path / "cover.mp4")
+    assert (count_video_streams(two), count_video_streams(tmp_path / "cover.mp4")) == (2, 1)  # cover art: no video
+    code, out, err = run("anonymize", two, tmp_path / "cover.mp4", "-o", tmp_path / "out",
+                         "--report", tmp_path / "r.jsonl")
+    assert code == 1, err
+    failed, done = sorted(records(tmp_path / "r.jsonl"), key=lambda r: r["status"])
+    assert failed["status"] == "failed" and failed["input"] == str(two)
+    assert failed["error"] == "2 video streams: only files with one video stream are supported"
+    assert done["status"] == "ok" and done["audio"] == "kept" and done["warnings"] == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cover.mp4"]  # nothing left for two.mkv
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to make writes fail with ENOSPC")
+def test_audio_lost_on_a_full_disk_fails_the_file_and_resume_redoes_it(run, tmp_path, monkeypatch):
+    source, report = talk(tmp_path / "talk.mp4"), tmp_path / "r.jsonl"
+    full = tmp_path / "full.mp4"  # the audio mux writes here: every write fails with "No space left on device"
+    full.symlink_to("/dev/full")
+    monkeypatch.setattr(video, "temp_path", lambda destination: full)
+    code, out, err = run("anonymize", source, "-o", tmp_path / "out", "--report", report)
+    assert code == 1 and "0 anonymized" in out and "1 failed" in out, (out, err)
+    [record] = records(report)
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    assert record["error"].startswith("ffmpeg could not write its audio track into the output")
+    assert list((tmp_path / "out").iterdir()) == []  # no output, no temporary file
+    monkeypatch.undo()  # space again: --resume redoes the file
+    code, out, err = run("anonymize", source, "-o", tmp_path / "out", "--report", report, "--resume")
+    assert code == 0, err
+    assert [r["status"] for r in records(report)] == ["failed", "ok"] and records(report)[1]["audio"] == "kept"
+    assert has_audio(tmp_path / "out/talk.mp4")
+
+
+@needs_ffmpeg
+def test_audio_that_cannot_be_copied_into_the_container_is_re_encoded(eraser, tmp_path):
+    source = tmp_path / "swf.flv"  # ADPCM audio: no MP4 codec tag, so it cannot be stream-copied into .mp4
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-f", "lavfi", "-i",
+           "sine=duration=1:sample_rate=22050", "-c:v", "flv1", "-c:a", "adpcm_swf", "-shortest", source)
+    output = tmp_path / f"out{output_suffix(source)}"
+    summary = anonymize_video(eraser, source, output)
+    assert output.suffix == ".mp4" and summary.audio == "kept (re-encoded as AAC)"
+    assert not [w for w in summary.warnings if "audio" in w] and has_audio(output)
