@@ -5,13 +5,19 @@ A thin layer over the :mod:`faceerase` library. The model is loaded once at star
 if it does not load, the page still opens and says why. Uploads over ``--max-pixels`` (default:
 ``FACEERASE_MAX_PIXELS``, else 40 megapixels) are refused with a message.
 ``python app.py [--model M] [--port P] [--max-pixels N]``.
+
+Gradio's files (uploads, outputs) live in a folder of this server's own inside Gradio's temporary folder; it
+is deleted when the server stops (Ctrl-C or SIGTERM), and by the next server if this one was killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -19,6 +25,7 @@ import time
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
+from types import FrameType
 
 import cv2
 import gradio as gr
@@ -38,7 +45,8 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
 METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur",
                  "mosaic": "Mosaic", "solid": "Solid fill"}
 WEBCAM_TEMPORAL_WINDOW = 3
-CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, shared by all sessions
+CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, all sessions together
+SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's temporary folder
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
 
 
@@ -81,6 +89,56 @@ def eraser(input_size: int, live: bool = False) -> FaceEraser:
     if MODEL is None:
         raise gr.Error(f"The model is not loaded: {MODEL_ERROR}")
     return FaceEraser(MODEL, input_size=input_size, extra_scales=() if live else None)
+
+
+# --------------------------------------------------------------------------- this server's files
+
+def remove_stale_server_folders(base: Path) -> None:
+    """Delete the folders of :func:`claim_server_folder` in ``base`` whose server has stopped.
+
+    A running server holds a lock on its folder for as long as its process lives (the system releases it when
+    the process ends, even when killed), so a folder nobody holds was left by a server that could not clean up.
+    Nothing else in ``base`` is touched.
+    """
+    for folder in base.glob(SERVER_FOLDER_PREFIX + "*"):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            lock = os.open(folder, os.O_RDONLY)
+        except OSError:  # another user's server, say
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its server is running
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+def claim_server_folder(base: Path) -> tuple[Path, int]:
+    """Remove stale server folders from ``base``, then create this server's folder there, locked until the
+    process ends; returns the folder and the lock's file descriptor (keep it open)."""
+    base.mkdir(parents=True, exist_ok=True)
+    remove_stale_server_folders(base)
+    # Created under another name and locked before it is renamed: no starting server ever sees it unlocked.
+    unlocked = Path(tempfile.mkdtemp(prefix=".faceerase-new-", dir=base))
+    lock = os.open(unlocked, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    folder = unlocked.rename(base / (SERVER_FOLDER_PREFIX + unlocked.name.removeprefix(".faceerase-new-")))
+    return folder, lock
+
+
+# Gradio keeps its files (uploads, examples, outputs) under GRADIO_TEMP_DIR, read when used: this server's
+# folder from here on, set before the page is built.
+SERVER_FOLDER, SERVER_LOCK = claim_server_folder(Path(get_upload_folder()).resolve())
+os.environ["GRADIO_TEMP_DIR"] = str(SERVER_FOLDER)
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (docker, systemd, Spaces) stops the server the way Ctrl-C does, then the process exits."""
+    raise SystemExit(0)
 
 
 # --------------------------------------------------------------------------- pictures for the page
@@ -160,9 +218,10 @@ def annotated(image: str, mask: str | None) -> dict:
 # --------------------------------------------------------------------------- handlers
 
 class ProbabilityCache:
-    """Probability maps by (image pixels, input size), least recently used dropped beyond a byte budget.
+    """Probability maps by (session, image pixels, input size), least recently used dropped beyond a byte budget.
 
-    Shared by all sessions so that memory stays bounded however many users there are.
+    One store for all sessions so that memory stays bounded however many users there are, but a map serves
+    only the session that computed it: no one learns from the page whether another user sent the same image.
     """
 
     def __init__(self, max_bytes: int = CACHE_BYTES):
@@ -171,9 +230,9 @@ class ProbabilityCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(image: np.ndarray, input_size: int) -> str:
-        """The key of a C-contiguous ``image`` at ``input_size`` (hashed in place, not copied)."""
-        return f"{hashlib.sha1(image).hexdigest()}-{image.shape}-{input_size}"
+    def key(session: str, image: np.ndarray, input_size: int) -> str:
+        """The key of a C-contiguous ``image`` at ``input_size`` in ``session`` (hashed in place, not copied)."""
+        return f"{session}-{hashlib.sha1(image).hexdigest()}-{image.shape}-{input_size}"
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
@@ -201,8 +260,9 @@ def read_upload(upload: dict) -> np.ndarray:
 
 
 def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
-                input_size: int) -> tuple:
-    """Image tab: network pass (skipped when this image was seen at this input size), then post-processing.
+                input_size: int, request: gr.Request) -> tuple:
+    """Image tab: network pass (skipped when this session has seen this image at this input size), then
+    post-processing.
 
     Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
     of :func:`output_folder`.
@@ -211,15 +271,16 @@ def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilat
         return None, None, None, None, None, ""
     image = read_upload(upload)
     size = int(input_size)
-    key = CACHE.key(image, size)
-    prob = CACHE.get(key)
+    key = CACHE.key(request.session_hash, image, size) if request.session_hash else None
+    prob = CACHE.get(key) if key else None
     if prob is not None:
         network = "network skipped (cached probabilities)"
     else:
         start = time.perf_counter()
         prob = eraser(size).predict([image])[0]
         network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
-        CACHE.put(key, prob)
+        if key:
+            CACHE.put(key, prob)
     result = eraser(size).postprocess(image, prob, threshold_mode=mode, threshold_value=float(fixed), method=method,
                                       dilation=int(dilation), mask_shape=shape)
     n = len(result.regions)
@@ -275,7 +336,8 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
                     f"inpainted, blurred, pixelated or filled. Images of up to {MAX_PIXELS / 1e6:g} megapixels; "
-                    "uploaded and generated files are deleted from the server within 40 minutes.")
+                    "uploaded and generated files are deleted from the server within 40 minutes, and when "
+                    "it stops.")
         if MODEL_ERROR:
             gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
         with gr.Tab("Image"):
@@ -340,4 +402,9 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch(server_port=ARGS.port, ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)])
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        demo.launch(server_port=ARGS.port, ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)])
+    finally:  # Ctrl-C ends launch(); SIGTERM raises SystemExit from it
+        demo.close()
+        shutil.rmtree(SERVER_FOLDER, ignore_errors=True)

@@ -81,15 +81,18 @@ def _free_port() -> int:
 
 
 class AppServer:
-    """``python app.py --model ... --port ...`` in a subprocess."""
+    """``python app.py --model ... --port ...`` in a subprocess, with Gradio's temporary folder ``temp_dir``
+    (``GRADIO_TEMP_DIR``) when given."""
 
-    def __init__(self, model: str, log: Path):
+    def __init__(self, model: str, log: Path, temp_dir: Path | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1",
                "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         env.pop("FACEERASE_MODEL", None)
+        if temp_dir is not None:
+            env["GRADIO_TEMP_DIR"] = str(temp_dir)
         self.process = subprocess.Popen(
             [sys.executable, str(REPO / "app.py"), "--model", model, "--port", str(self.port)],
             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
