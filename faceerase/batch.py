@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 KINDS = ("image", "video")
 UP_TO_DATE = "output up to date (--resume)"
 """The skip reason of a job whose output is not older than its input, with :attr:`JobOptions.resume`."""
+NOT_REGULAR = "not a regular file"
+"""Why a named pipe, socket, device (or a folder where a file is expected) is never opened: opening one can block
+for ever, reading it never end; the detail says which it is."""
+_SPECIAL_FILES = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                  (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder"))
 
 
 class PlanError(ValueError):
@@ -112,6 +118,23 @@ def _unsupported(path: Path) -> str:
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or a video")
 
 
+def special_file(path: Path) -> str | None:
+    """What ``path`` is (through links) when it is not a regular file: ``"named pipe"``, ``"socket"``, ...; None
+    for a regular file, or one that cannot be looked at (reading it then says why)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for is_kind, name in _SPECIAL_FILES if is_kind(mode)), "special file")
+
+
+def _not_regular(kind: str) -> str:
+    """The error of a special file: :data:`NOT_REGULAR` and the ``kind`` :func:`special_file` found."""
+    return f"{NOT_REGULAR} ({kind})"
+
+
 def _job(source: Path, destination: Path) -> Job:
     kind = file_kind(source)
     assert kind is not None  # callers plan only images and videos
@@ -137,7 +160,8 @@ def _skip(entry: os.DirEntry) -> Skip | None:
     if entry.is_symlink() and not path.exists():
         return Skip(path, "broken link")
     if not entry.is_file():
-        return Skip(path, "not a regular file")
+        kind = special_file(path)
+        return Skip(path, NOT_REGULAR, f"({kind})" if kind else "")
     suffix = path.suffix.lower()
     if file_kind(path) is None and suffix not in UNREADABLE_IMAGE_EXTENSIONS:
         return Skip(path, "not an image or video", f"({suffix or 'no extension'})")
@@ -170,8 +194,9 @@ def plan(paths: Sequence[Path], out: Path) -> Plan:
 
     One folder is mirrored into ``out``; with several inputs each goes to ``out/<its name>``; a single file may
     have an image or video name as ``out``. Folders are walked in name order; hidden entries, links to folders,
-    broken links, special files and other file types are skipped. Videos whose container OpenCV cannot write
-    get an ``.mp4`` output. Raises :class:`PlanError` when an output would overwrite an input or another output,
+    broken links, special files (named pipes, sockets, devices) and other file types are skipped; a special file
+    named in ``paths`` fails without being opened. Videos whose container OpenCV cannot write get an ``.mp4``
+    output. Raises :class:`PlanError` when an output would overwrite an input or another output,
     or land inside an input folder.
     """
     found = Plan()
@@ -191,6 +216,8 @@ def plan(paths: Sequence[Path], out: Path) -> Plan:
                 others = len(found.skips) + len(found.problems) > seen_before
                 found.problems.append((path, "folder has no images or videos" if others else "empty folder"))
             found.jobs += [_job(p, root / p.relative_to(path)) for p in media]
+        elif (kind := special_file(path)) is not None:
+            found.problems.append((path, _not_regular(kind)))
         elif file_kind(path) is None:
             found.problems.append((path, _unsupported(path)))
         else:
@@ -250,16 +277,18 @@ def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Ma
     The record (JSON-serialisable, as the report writes it) has ``timestamp``, ``input``, ``output``, ``kind``,
     what was found (image: ``threshold``, ``regions``, ``n_regions``; video: ``frames``, ``audio``,
     ``warnings``, ``threshold_range``, ``n_regions``, ``frame_regions``), ``seconds``, the ``context`` of
-    :func:`record_context` and ``status``: ``"ok"``; ``"failed"`` with the ``error`` (the file is not an image
-    or video this library reads, or it cannot be written; nothing is left at the destination); or, with
-    ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason`` :data:`UP_TO_DATE` and nothing
-    else. ``on_frame(1)`` is called after each video frame (progress bars).
+    :func:`record_context` and ``status``: ``"ok"``; ``"failed"`` with the ``error`` (the file is not a regular
+    file, nor an image or video this library reads, or it cannot be written; nothing is left at the destination);
+    or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason`` :data:`UP_TO_DATE` and
+    nothing else. ``on_frame(1)`` is called after each video frame (progress bars).
     """
     record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
     if options.resume and is_up_to_date(job):
         return _stamped({**record, "status": "skipped", "reason": UP_TO_DATE})
     start = time.perf_counter()
     try:
+        if (kind := special_file(job.source)) is not None:  # replaced since planning: never open it
+            raise ValueError(_not_regular(kind))
         job.destination.parent.mkdir(parents=True, exist_ok=True)
         if job.kind == "image":
             record.update(_erase_image(eraser, job, options))

@@ -3,6 +3,9 @@
 progress and messages only: the work is in :mod:`faceerase.batch`, :mod:`faceerase.runs`,
 :mod:`faceerase.ray_engine`, :mod:`faceerase.hf_datasets` and :mod:`faceerase.video`.
 
+Every message naming a path or other user-provided text is printed through
+:func:`faceerase.outputs.printable` (control characters escaped, as in the JSON report).
+
 Exit codes: 0 every input was anonymized or skipped with a reason (hidden, not an image or video, ...),
 1 some input failed (each reported on one line, the run goes on; unsupported images such as HEIC or
 animated GIF fail), 2 usage error (bad option, output or report that would overwrite an input, model that
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from tqdm import tqdm
@@ -33,7 +36,7 @@ from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, is_input_o
 from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
-from faceerase.outputs import atomic_output, remove_stale_temp_files
+from faceerase.outputs import atomic_output, printable, remove_stale_temp_files
 from faceerase.pipeline import BACKENDS, FaceEraser, ModelLoadError, load_model
 from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
 from faceerase.runs import EraserArgs, account_for
@@ -81,7 +84,8 @@ _ANONYMIZE_EPILOG = (
     f"{', '.join(sorted(IMAGE_EXTENSIONS))}) and videos are anonymized; multi-frame images (animated GIF, PNG or "
     "WebP, multi-page TIFF) and HEIC, AVIF and camera raw files fail as unsupported; a JPEG's extra MPF images "
     "(previews, depth maps) are dropped. In folders, hidden files and folders, links to folders (not followed), "
-    "broken links, special files and other file types are skipped with the reason. A video that decodes to fewer "
+    "broken links, special files (named pipes, sockets, devices) and other file types are skipped with the reason; "
+    "a special file named as a PATH fails, never opened. A video that decodes to fewer "
     "frames than its container declares is written with a warning; one whose output does not decode back to "
     "every written frame fails.")
 
@@ -143,9 +147,16 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                             "CUDA (leave --backend at auto and --device unset); default: CPU actors")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose error messages (quoting the arguments given) are :func:`printable`."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``faceerase`` command."""
-    parser = argparse.ArgumentParser(prog="faceerase", description="Find every face with a U-Net and erase it.")
+    parser = _Parser(prog="faceerase", description="Find every face with a U-Net and erase it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     anon = commands.add_parser(
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
-        print(f"faceerase: error: {error}", file=sys.stderr)
+        print(printable(f"faceerase: error: {error}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("faceerase: interrupted", file=sys.stderr)
@@ -294,7 +305,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         raise UsageError(f"the report {args.report} is an input or an output of this run; "
                          f"choose another --report file")
     for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
-        print(f"removed {path}, a temporary file left by an interrupted run", file=sys.stderr)
+        print(printable(f"removed {path}, a temporary file left by an interrupted run"), file=sys.stderr)
     options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels,
                          temporal_window=args.temporal_window, resume=args.resume)
     eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
@@ -314,12 +325,14 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     import datasets
 
-    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, load_source, save_result,
-                                       status_counts)
+    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, check_output, load_source,
+                                       save_result, status_counts)
     if args.public and args.push_to_hub is None:
         raise UsageError("--public only applies to --push-to-hub")
-    if args.output.exists() and not (args.output.is_dir() and not any(args.output.iterdir())):
-        raise UsageError(f"the output {args.output} already exists; choose a new folder or remove it")
+    try:
+        check_output(args.output)  # before any row is anonymized
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
     eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
                if name not in ("model", "revision") and value is not None}
@@ -342,14 +355,14 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     except DatasetError as error:
         raise UsageError(str(error)) from None
     except PushError as error:
-        print(f"faceerase: error: {error}", file=sys.stderr)
+        print(printable(f"faceerase: error: {error}"), file=sys.stderr)
         return 1
     finally:
         if caching:
             datasets.enable_caching()
-    print(f"{len(result)} rows: {counts['anonymized']} anonymized, {counts['failed']} failed "
-          f"(faceerase_status, faceerase_error); saved to {args.output}"
-          + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+    print(printable(f"{len(result)} rows: {counts['anonymized']} anonymized, {counts['failed']} failed "
+                    f"(faceerase_status, faceerase_error); saved to {args.output}"
+                    + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else "")))
     return 1 if counts["failed"] else 0
 
 
@@ -408,7 +421,7 @@ def _frame_bar(job: Job) -> Iterator[Callable[[int], object] | None]:
         total = probe_video(job.source).frame_count or None
     except VideoError:  # process_job reports it
         total = None
-    with tqdm(desc=job.source.name, total=total, unit="frame", leave=False, file=sys.stderr) as bar:
+    with tqdm(desc=printable(job.source.name), total=total, unit="frame", leave=False, file=sys.stderr) as bar:
         yield bar.update
 
 
@@ -416,11 +429,11 @@ def _announce(record: dict[str, Any]) -> None:
     """Print the warnings of an anonymized file and the error of a failed input (above the progress bars)."""
     if record["status"] == "ok":
         for warning in record.get("warnings", []):
-            tqdm.write(f"warning: {record['input']}: {warning}", file=sys.stderr)
+            tqdm.write(printable(f"warning: {record['input']}: {warning}"), file=sys.stderr)
     elif record["status"] == "failed":
         message = record["error"]
         where = "" if record["input"] in message else f"{record['input']}: "
-        tqdm.write(f"error: {where}{message}", file=sys.stderr)
+        tqdm.write(printable(f"error: {where}{message}"), file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- webcam
@@ -475,16 +488,16 @@ def _run_webcam(args: argparse.Namespace) -> int:
         raise UsageError(f"camera {args.webcam} gives no frames")
     eraser, _ = _make_eraser(_eraser_args(args, method=args.method, dilation=args.dilation,
                                           mask_shape=args.mask_shape))
-    print(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop", file=sys.stderr)
+    print(printable(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop"), file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _until_ctrl_c(chain([first], frames)) as stream, tqdm(unit="frame", file=sys.stderr) as bar:
             summary = write_anonymized_video(eraser, stream, out, _WEBCAM_FPS, temporal_window=args.temporal_window,
                                              batch_size=1, on_frame=bar.update)
     except (VideoError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(printable(f"error: {error}"), file=sys.stderr)
         return 1
-    print(f"{summary.frames} frames written to {out}")
+    print(printable(f"{summary.frames} frames written to {out}"))
     return 0
 
 
@@ -499,11 +512,11 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     try:
         data = export_onnx(model)
     except OnnxExportError as error:
-        print(f"faceerase: error: {error}", file=sys.stderr)
+        print(printable(f"faceerase: error: {error}"), file=sys.stderr)
         return 1
     with atomic_output(args.output) as tmp:
         tmp.write_bytes(data)
-    print(f"wrote {args.output} ({len(data) / 2**20:.1f} MiB, size divisor {model.size_divisor})")
+    print(printable(f"wrote {args.output} ({len(data) / 2**20:.1f} MiB, size divisor {model.size_divisor})"))
     return 0
 
 
@@ -516,7 +529,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         report = evaluate_widerface(eraser, args.data, split=args.split, limit=args.limit)
     except (ValueError, OSError) as error:
-        print(f"error: {args.data}: {error}", file=sys.stderr)
+        print(printable(f"error: {args.data}: {error}"), file=sys.stderr)
         return 1
     report = {"model": identity, "split": args.split, **report}
     text = json.dumps(report, indent=2)

@@ -29,7 +29,7 @@ import numpy as np
 
 from faceerase.images import InvalidImageError, default_max_pixels, encode_image, load_image
 from faceerase.masks import Region
-from faceerase.outputs import atomic_directory, remove_stale_temp_files
+from faceerase.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
 from faceerase.pipeline import EraseResult, FaceEraser
 
 logger = logging.getLogger(__name__)
@@ -373,6 +373,23 @@ def _pick_split(splits: datasets.DatasetDict, split: str | None, where: str) -> 
     return splits[split]
 
 
+def check_output(output: str | Path) -> Path:
+    """``output`` as a path, once sure that :func:`save_result` can save there: it is a new or empty folder that
+    can be created (its parent is created). Check it before anonymizing anything.
+
+    Raises:
+        DatasetError: ``output`` exists and is not an empty folder, or cannot be created.
+    """
+    output = Path(output).expanduser()
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+        raise DatasetError(f"the output {output} already exists; choose a new folder or remove it")
+    try:
+        check_folder_can_be_created(output)
+    except OSError as error:
+        raise DatasetError(str(error)) from None
+    return output
+
+
 def save_result(dataset: datasets.Dataset | datasets.DatasetDict, output: str | Path, *,
                 push_to_hub: str | None = None, private: bool = True, token: str | None = None) -> None:
     """Save an anonymized dataset with ``save_to_disk`` into ``output`` (a new or empty folder), then, with
@@ -380,12 +397,10 @@ def save_result(dataset: datasets.Dataset | datasets.DatasetDict, output: str | 
     ``private`` is False: the other columns may still hold personal data.
 
     Raises:
-        DatasetError: ``output`` exists and is not an empty folder.
+        DatasetError: ``output`` exists and is not an empty folder, or cannot be created (:func:`check_output`).
         PushError: the push failed (offline, no token, no access...); the saved copy is kept.
     """
-    output = Path(output).expanduser()
-    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
-        raise DatasetError(f"the output {output} already exists; choose a new folder or remove it")
+    output = check_output(output)
     remove_stale_temp_files([output.parent])
     with atomic_directory(output) as tmp:  # an interrupted save leaves no half dataset under the output's name
         dataset.save_to_disk(str(tmp))

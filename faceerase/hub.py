@@ -42,8 +42,9 @@ class ModelLoadError(RuntimeError):
 
 
 class OnnxUnavailableError(ModelLoadError):
-    """The model has no usable ``model.onnx``: none was published, or it was exported from other weights
-    (:attr:`stale`). Export it with ``faceerase export-onnx``."""
+    """The model has no usable ``model.onnx``: none was published, or it was exported from other weights or by an
+    older FaceErase that wrote no fingerprint of its graph (:attr:`stale`). Export it with ``faceerase export-onnx``.
+    """
 
     def __init__(self, message: str, *, stale: bool = False):
         super().__init__(message)
@@ -86,12 +87,14 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
 
     ``name_or_path`` and ``revision`` are as for :func:`load_model` (None: the embedded model). The runner's
     settings are the ``inference.json`` beside the file when there is one (as :func:`load_model`'s are), else
-    those embedded in the file. When ``model.safetensors`` lies beside it, its fingerprint must be the one the
-    file was exported from.
+    those embedded in the file. The weights the file holds must be those it was exported with, and when
+    ``model.safetensors`` lies beside it, its fingerprint must be the one the file was exported from.
 
     Raises:
-        OnnxUnavailableError: there is no ``model.onnx``, or it was exported from other weights.
-        ModelLoadError: the folder or repo cannot be read, or the file is not a FaceErase ONNX model.
+        OnnxUnavailableError: there is no ``model.onnx``, it was exported from other weights, or by an older
+            FaceErase that wrote no fingerprint of its graph.
+        ModelLoadError: the folder or repo cannot be read, the file is not a FaceErase ONNX model, or its weights
+            were edited after export.
     """
     from faceerase.onnx_model import OnnxFaceModel
 
@@ -102,7 +105,9 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
         raise OnnxUnavailableError(f"{where} has no {ONNX_NAME} (write one with `faceerase export-onnx {source}`)")
     try:
         runner = OnnxFaceModel(onnx_path, threads=threads)
-    except Exception as e:  # onnxruntime raises its own types for unreadable files
+    except ModelLoadError:  # an edited file, or one whose weights cannot be checked
+        raise
+    except Exception as e:  # onnx and onnxruntime raise their own types for unreadable files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{onnx_path} is not a readable FaceErase ONNX model: {reason}") from None
     weights = _model_file(source, WEIGHTS_NAME, revision)

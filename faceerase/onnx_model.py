@@ -2,7 +2,9 @@
 
 The exported graph maps float images (B, C, H, W) in [0, 1], H and W multiples of the model's size divisor (batch,
 height and width dynamic), to face probabilities (B, H, W). The model's config, size divisor, input channels and
-inference settings travel in the file's metadata (``faceerase.*`` keys), so a runner needs nothing else.
+inference settings travel in the file's metadata (``faceerase.*`` keys), so a runner needs nothing else; so do
+the fingerprint of the weights it was exported from and that of the tensors the graph holds
+(:mod:`faceerase.fingerprint`), which the runner checks before it runs anything.
 """
 
 from __future__ import annotations
@@ -15,13 +17,21 @@ import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from faceerase.fingerprint import onnx_weights_sha256
 from faceerase.geometry import padding_for
+from faceerase.hub import ModelLoadError, OnnxUnavailableError
 from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 
+if TYPE_CHECKING:
+    import onnx
+
 OPSET = 17
+GRAPH_FINGERPRINT = "faceerase.onnx_weights_sha256"
+"""Metadata key of :func:`~faceerase.fingerprint.onnx_weights_sha256` of the exported graph."""
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -64,6 +74,7 @@ def export_onnx(model, path: str | Path | None = None, *, opset: int = OPSET) ->
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = {"faceerase.config": json.dumps(model.hub_config, default=list),
                 "faceerase.weights_sha256": model.weights_sha256(),
+                GRAPH_FINGERPRINT: onnx_weights_sha256(proto),
                 "faceerase.size_divisor": str(d), "faceerase.in_channels": str(model.in_channels)}
     if model.inference_settings is not None:
         metadata["faceerase.inference_settings"] = json.dumps(asdict(model.inference_settings))
@@ -99,6 +110,12 @@ class OnnxFaceModel:
     Args:
         source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
         threads: intra-op threads (None: onnxruntime's default, one per core).
+
+    Raises:
+        ValueError: ``source`` is not a FaceErase ONNX model.
+        OnnxUnavailableError: the file has no fingerprint of its graph (an older export), so its
+            weights cannot be checked; export it again.
+        ModelLoadError: its weights are not those it was exported with (the file was edited).
     """
 
     #: The folder or Hub repo id (and revision) :func:`~faceerase.hub.load_onnx_model` loaded it from.
@@ -106,16 +123,19 @@ class OnnxFaceModel:
     revision: str | None = None
 
     def __init__(self, source: str | Path | bytes, *, threads: int | None = None):
+        import onnx
         import onnxruntime as ort
 
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()  # checked and run: one read
+        proto = onnx.load_from_string(data)
+        meta = {entry.key: entry.value for entry in proto.metadata_props}
+        if "faceerase.size_divisor" not in meta:
+            raise ValueError("not a FaceErase ONNX model (no faceerase.size_divisor metadata)")
+        _check_weights(proto, meta, "the ONNX model" if isinstance(source, bytes) else str(source))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        data = source if isinstance(source, bytes) else str(source)
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if "faceerase.size_divisor" not in meta:
-            raise ValueError("not a FaceErase ONNX model (no faceerase.size_divisor metadata)")
         self.size_divisor = int(meta["faceerase.size_divisor"])
         self.in_channels = int(meta["faceerase.in_channels"])
         self._weights_sha256 = meta.get("faceerase.weights_sha256")
@@ -148,3 +168,14 @@ class OnnxFaceModel:
                             mode="reflect" if mode == "reflect" else "edge")
         out = self.session.run(None, {"images": np.ascontiguousarray(images)})[0]
         return out[:, :h, :w]
+
+
+def _check_weights(proto: onnx.ModelProto, meta: dict[str, str], name: str) -> None:
+    """Raise unless the tensors of ``proto`` (the model ``name``) have the fingerprint its export wrote."""
+    expected = meta.get(GRAPH_FINGERPRINT)
+    if expected is None:
+        raise OnnxUnavailableError(f"{name} carries no fingerprint of its own weights (an older export), so they "
+                                   f"cannot be checked; export it again with `faceerase export-onnx`", stale=True)
+    if onnx_weights_sha256(proto) != expected:
+        raise ModelLoadError(f"{name} was edited after export: its weights do not match the fingerprint written "
+                             f"at export; do not use it, export the model again with `faceerase export-onnx`")

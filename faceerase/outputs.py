@@ -1,4 +1,5 @@
-"""Outputs written atomically: this tool's temporary names, modes from the umask, stale temp clean-up.
+"""Outputs written atomically: this tool's temporary names, modes from the umask, stale temp clean-up; and
+messages safe to print (:func:`printable`).
 
 A temporary file is named ``.<output name>.faceerase-<pid>-<random>.tmp<output suffix>`` next to its
 output (a temporary folder the same, without the suffix); the pid lets a later run tell the leftovers of an
@@ -11,11 +12,21 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _TEMP_NAME = re.compile(r"^\..+\.faceerase-(?P<pid>\d+)-[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # C0/C1 controls, format, surrogates, line/paragraph ends
+
+
+def printable(message: str) -> str:
+    """``message`` with its control characters escaped (``\\n``, ``\\r``, ``\\x1b``, ``\\u2028``...), as the JSON
+    report escapes them: a file name in a message cannot start a line of its own (a forged summary), move the
+    cursor or recolour the terminal. Every message naming a path or other user-provided text goes through it."""
+    return "".join(char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _UNPRINTABLE
+                   else char for char in message)
 
 
 def temp_path(destination: Path) -> Path:
@@ -62,8 +73,7 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
     empty; when the block succeeds the folder takes its name, otherwise it is removed with its contents."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.faceerase-{os.getpid()}-", suffix=".tmp",
-                                dir=destination.parent))
+    tmp = _temp_folder(destination)
     try:
         yield tmp
         if destination.is_dir() and not any(destination.iterdir()):
@@ -72,6 +82,28 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
         os.rename(tmp, destination)  # refuses an existing non-empty folder rather than replacing it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_folder(destination: Path) -> Path:
+    """Create an empty temporary folder next to ``destination`` and return its path."""
+    return Path(tempfile.mkdtemp(prefix=f".{destination.name}.faceerase-{os.getpid()}-", suffix=".tmp",
+                                 dir=destination.parent))
+
+
+def check_folder_can_be_created(destination: Path) -> None:
+    """Make sure :func:`atomic_directory` can create ``destination`` later (before hours of work for it): its
+    parent is created, and a temporary folder is made there and removed.
+
+    Raises:
+        OSError: with a one-line message naming the folder that cannot be created (``destination`` or a parent).
+    """
+    folder = destination.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder = destination
+        _temp_folder(destination).rmdir()
+    except OSError as error:
+        raise OSError(f"cannot create the folder {folder}: {error.strerror or error}") from None
 
 
 def _process_is_gone(pid: int) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +193,46 @@ def test_unusable_images_fail_with_a_clear_error(eraser, tmp_path, name, make, o
     record = process_job(eraser, job_for(tmp_path / name, tmp_path / "out"), options, {})
     assert record["status"] == "failed" and error in record["error"]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@contextlib.contextmanager
+def writers_after(fifo: Path, seconds: float) -> Iterator[None]:
+    """After ``seconds``, until the block ends, keep opening ``fifo`` for writing and closing it: whatever is stuck
+    opening it (a regression) then reads an empty file instead of waiting for ever."""
+    done = threading.Event()
+
+    def unblock() -> None:
+        done.wait(seconds)
+        while not done.wait(0.2):
+            with contextlib.suppress(OSError):  # no reader now
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_a_file_replaced_by_a_named_pipe_after_planning_fails_without_being_opened(eraser, tmp_path, kind):
+    source = tmp_path / ("clip.mp4" if kind == "video" else "photo.jpg")
+    os.mkfifo(source)  # opening it would wait for a writer for ever
+    with writers_after(source, seconds=10):
+        record = process_job(eraser, Job(source, tmp_path / "out" / source.name, kind), JobOptions(), {})
+    assert record["status"] == "failed" and record["error"] == "not a regular file (named pipe)"
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_fails_special_files_it_is_given_and_skips_those_it_finds(tmp_path):
+    (tmp_path / "in").mkdir()
+    os.mkfifo(tmp_path / "in/pipe.jpg")
+    os.mkfifo(tmp_path / "named.jpg")
+    todo = plan([tmp_path / "in", tmp_path / "named.jpg"], tmp_path / "out")
+    assert todo.jobs == [] and todo.problems[-1] == (tmp_path / "named.jpg", "not a regular file (named pipe)")
+    assert todo.skips == [Skip(tmp_path / "in/pipe.jpg", "not a regular file", "(named pipe)")]
 
 
 def test_an_output_that_cannot_be_written_fails_the_file(eraser, tmp_path):

@@ -291,6 +291,27 @@ def test_the_command_anonymizes_an_image_folder_into_a_saved_dataset(tmp_path, o
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("output", "refused"), [("/proc/faceerase-nope", "/proc/faceerase-nope"),
+                                                 ("{tmp}/a-file/out", "{tmp}/a-file")])
+def test_the_command_refuses_an_output_it_cannot_create_before_any_row(source, tmp_path, offline, capsys,
+                                                                       monkeypatch, output, refused):
+    from faceerase import hf_datasets
+    from faceerase.cli import main
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("rows were anonymized for an output that cannot be written")
+
+    monkeypatch.setattr(hf_datasets, "anonymize_dataset", never)
+    save_result(source.select([1]), tmp_path / "saved")
+    (tmp_path / "a-file").write_text("a file where the output's parent folder should be")
+    output, refused = output.format(tmp=tmp_path), refused.format(tmp=tmp_path)
+    capsys.readouterr()
+    assert main(["anonymize-dataset", str(tmp_path / "saved"), "-o", output]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"faceerase: error: cannot create the folder {refused}: ") and err.count("\n") == 1
+    assert not Path(output).exists()
+
+
 def test_the_command_refuses_what_it_cannot_run(source, tmp_path, offline, capsys):
     from faceerase.cli import main
 

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 
 from faceerase import cli, video
-from fixtures_app import low_model_dir, write_image, write_video  # noqa: F401  (fixture)
+from fixtures_app import REPO, low_model_dir, write_image, write_video  # noqa: F401  (fixture)
 from test_cli import run  # noqa: F401  (fixture: the CLI in-process on a tiny model)
 
 ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 2, 3, 4, 5, 7
@@ -38,9 +39,9 @@ def records(report: Path) -> list[dict]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
-def jpeg(pixels: np.ndarray) -> bytes:
+def jpeg(pixels: np.ndarray, quality: int = 75) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG")
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -109,6 +110,57 @@ def test_keep_metadata_never_keeps_previews_thumbnails_gps_or_serials(run, tmp_p
         assert not exif.get_ifd(ExifTags.IFD.IFD1) and not exif.get_ifd(ExifTags.IFD.GPSInfo)
         assert "xmp" not in image.info and "icc_profile" not in image.info
         assert {marker for marker, _ in image.applist} <= {"APP0", "APP1"}
+
+
+ISO, IMAGE_DESCRIPTION, LENS_MODEL = 0x8827, 0x010E, 0xA434
+
+
+def packed_shorts(data: bytes) -> tuple[int, ...]:
+    """``data`` as little-endian SHORT values (padded to an even length)."""
+    return tuple(int(v) for v in np.frombuffer(data + b"\0" * (len(data) % 2), "<u2"))
+
+
+@pytest.mark.parametrize("case", ["ISO of 4 KB", "ISO as text", "description of 4 KB", "binary lens model"])
+def test_keep_metadata_never_keeps_a_picture_packed_into_an_allowed_tag(run, tmp_path, face_image, case):
+    face = jpeg(face_image, quality=95)
+    assert 4_000 < len(face) < 10_000
+    sub = {"ISO of 4 KB": {ISO: packed_shorts(face)},
+           "ISO as text": {ISO: base64.b64encode(face).decode()},
+           "description of 4 KB": {},
+           "binary lens model": {LENS_MODEL: face[:60].decode("latin-1")}}[case]
+    exif = Image.Exif()
+    exif.update({0x010F: "FaceCam", **({IMAGE_DESCRIPTION: base64.b64encode(face).decode()}
+                                      if case == "description of 4 KB" else {})})
+    exif.get_ifd(ExifTags.IFD.Exif).update({0x9003: "2024:05:01 12:00:00", **sub})
+    Image.fromarray(face_image).save(tmp_path / "photo.jpg", exif=exif.tobytes())
+    with Image.open(tmp_path / "photo.jpg") as original:  # the crafted file carries the face
+        carried = {**original.getexif(), **original.getexif().get_ifd(ExifTags.IFD.Exif)}
+        assert carried.get(ISO, carried.get(IMAGE_DESCRIPTION, carried.get(LENS_MODEL)))
+    code, _, err = run("anonymize", tmp_path / "photo.jpg", "-o", tmp_path / "out", "--keep-metadata")
+    assert code == 0, err
+    data = (tmp_path / "out/photo.jpg").read_bytes()
+    assert face[600:640] not in data and base64.b64encode(face)[600:640] not in data and data.find(SOI, 2) == -1
+    with Image.open(tmp_path / "out/photo.jpg") as image:
+        exif = image.getexif()
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+        assert exif[0x010F] == "FaceCam" and sub[0x9003] == "2024:05:01 12:00:00"  # the rest is kept
+        assert ISO not in sub and LENS_MODEL not in sub and IMAGE_DESCRIPTION not in exif  # dropped, not truncated
+
+
+def test_keep_metadata_keeps_ordinary_camera_values(run, tmp_path, face_image):
+    exif = Image.Exif()
+    exif.update({0x010F: "FaceCam", 0x0110: "FC-1 Mark II", 0x0132: "2024:05:01 12:00:00",
+                 0x013B: "Jane Doe", IMAGE_DESCRIPTION: "Team photo, spring meeting " * 9})  # 243 characters
+    exif.get_ifd(ExifTags.IFD.Exif).update({
+        ISO: (100, 200), 0x829A: 1 / 250, 0x829D: 2.8, 0x9010: "+02:00", 0x9290: "123", 0x9209: 16,
+        0xA405: 50, 0xA432: (24.0, 70.0, 2.8, 4.0), LENS_MODEL: "FC 24-70mm F2.8-4"})
+    Image.fromarray(face_image).save(tmp_path / "photo.jpg", exif=exif.tobytes())
+    code, _, err = run("anonymize", tmp_path / "photo.jpg", "-o", tmp_path / "out", "--keep-metadata")
+    assert code == 0, err
+    with Image.open(tmp_path / "photo.jpg") as original, Image.open(tmp_path / "out/photo.jpg") as image:
+        assert dict(image.getexif()) == dict(original.getexif()) | {0x8769: image.getexif()[0x8769]}
+        assert (dict(image.getexif().get_ifd(ExifTags.IFD.Exif))
+                == dict(original.getexif().get_ifd(ExifTags.IFD.Exif)))
 
 
 @pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
@@ -237,11 +289,12 @@ def test_every_entry_of_a_folder_is_anonymized_failed_or_skipped_with_a_reason(r
     (src / "linked").symlink_to(elsewhere)
     (src / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
     os.mkfifo(src / "pipe.jpg")
+    (src / "null.png").symlink_to(os.devnull)
     code, out, err = run("anonymize", src, "-o", tmp_path / "out", "--report", tmp_path / "r.jsonl")
     assert code == 1
     assert files(tmp_path / "out") == ["good.png", "still.gif", "sub/inner.png"]
-    assert ("12 files: 3 anonymized, 3 failed, 6 skipped (1 broken link, 1 hidden file, 1 hidden folder, "
-            "1 link to a folder (not followed), 1 not a regular file, 1 not an image or video)") in out
+    assert ("13 files: 3 anonymized, 3 failed, 7 skipped (1 broken link, 1 hidden file, 1 hidden folder, "
+            "1 link to a folder (not followed), 2 not a regular file, 1 not an image or video)") in out
     outcome = {Path(r["input"]).name: (r["status"], r.get("error") or r.get("reason"))
                for r in records(tmp_path / "r.jsonl")}
     assert outcome == {
@@ -251,9 +304,54 @@ def test_every_entry_of_a_folder_is_anonymized_failed_or_skipped_with_a_reason(r
         "photo.heic": ("failed", "unsupported image format '.heic': convert it to JPEG or PNG first"),
         "notes.txt": ("skipped", "not an image or video (.txt)"), ".hidden.jpg": ("skipped", "hidden file"),
         ".thumbnails": ("skipped", "hidden folder"), "linked": ("skipped", "link to a folder (not followed)"),
-        "dangling.jpg": ("skipped", "broken link"), "pipe.jpg": ("skipped", "not a regular file")}
+        "dangling.jpg": ("skipped", "broken link"), "pipe.jpg": ("skipped", "not a regular file (named pipe)"),
+        "null.png": ("skipped", "not a regular file (character device)")}
     for name in ("anim.gif", "pages.tif", "photo.heic"):
         assert any(line.startswith("error: ") and name in line for line in err.splitlines()), name
+
+
+def test_special_files_named_on_the_command_line_fail_at_once(low_model_dir, tmp_path):  # noqa: F811
+    write_image(tmp_path / "good.png")
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it would wait for a writer for ever
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock.png"))
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")  # reading it never ends
+    inputs = [tmp_path / name for name in ("pipe.jpg", "sock.png", "zero.jpg", "good.png")]
+    try:
+        result = subprocess.run([sys.executable, "-m", "faceerase.cli", "anonymize", *map(str, inputs), "-o",
+                                 str(tmp_path / "out"), "--report", str(tmp_path / "r.jsonl"), "--model",
+                                 str(low_model_dir), "--input-size", "64"],
+                                capture_output=True, text=True, cwd=REPO, timeout=120)
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stderr
+    assert "4 files: 1 anonymized, 3 failed, 0 skipped" in result.stdout
+    kinds = {"pipe.jpg": "named pipe", "sock.png": "socket", "zero.jpg": "character device"}
+    for name, kind in kinds.items():
+        assert f"error: {tmp_path / name}: not a regular file ({kind})" in result.stderr.splitlines()
+    outcome = {Path(r["input"]).name: (r["status"], r.get("error")) for r in records(tmp_path / "r.jsonl")}
+    assert outcome == {"good.png": ("ok", None),
+                       **{name: ("failed", f"not a regular file ({kind})") for name, kind in kinds.items()}}
+    assert files(tmp_path / "out") == ["good.png"]
+
+
+def test_a_file_name_cannot_forge_lines_or_terminal_codes(run, tmp_path):
+    evil = "evil\n1 file: 1 anonymized, 0 failed\r\x1b[2K\x9b\u2028"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"{evil}.png").write_bytes(b"not a PNG")  # fails: its name is printed
+    write_video(tmp_path / "in" / f"{evil}.mp4", frames=3)  # its name is the progress bar's
+    code, out, err = run("anonymize", tmp_path / "in", "-o", tmp_path / "out", "--report", tmp_path / "r.jsonl")
+    assert code == 1 and out.splitlines() == [out.strip()] and out.startswith("2 files: 1 anonymized, 1 failed")
+    assert not any(raw in err for raw in ("\x1b[2K", "\x9b", "\u2028"))  # (progress bars draw with \r, ESC [A)
+    assert not any(line.startswith("1 file") for line in err.splitlines())
+    escaped = "evil\\n1 file: 1 anonymized, 0 failed\\r\\x1b[2K\\x9b\\u2028"
+    assert f"error: {tmp_path / 'in' / escaped}.png is not a recognised image format" in err.splitlines()
+    assert {r["input"] for r in records(tmp_path / "r.jsonl")} == {str(tmp_path / "in" / evil) + suffix
+                                                                   for suffix in (".png", ".mp4")}
+    code, _, err = run("anonymize", tmp_path / "in", "-o", tmp_path / "out2", "--report",
+                       tmp_path / "in" / f"{evil}.png")
+    assert code == 2 and err.splitlines() == [f"faceerase: error: the report {tmp_path / 'in' / escaped}.png is an "
+                                              f"input or an output of this run; choose another --report file"]
 
 
 def test_a_truncated_video_is_written_with_a_warning(run, tmp_path):

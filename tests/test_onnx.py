@@ -1,8 +1,10 @@
 """ONNX export and the onnxruntime backend: same probabilities as PyTorch on real photos, clear export errors."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from faceerase.images import load_image
 from faceerase.model import FaceEraseUNet
@@ -172,6 +174,79 @@ def test_load_onnx_model_says_when_the_file_is_missing_stale_or_unreadable(tiny_
         load_onnx_model(folder)
     with pytest.raises(ModelLoadError, match="no model folder"):
         load_onnx_model(tmp_path / "nowhere")
+
+
+def edited_onnx(path, edit) -> None:
+    """Rewrite the ONNX file ``path`` with ``edit(proto)`` applied, its other content and its metadata (the
+    fingerprints the export wrote) kept as they are."""
+    proto = onnx.load(str(path))
+    edit(proto)
+    onnx.save(proto, str(path))
+
+
+def set_head_bias(proto) -> None:
+    """The network's last bias to -60: every probability ~0, no face erased."""
+    [bias] = [tensor for tensor in proto.graph.initializer if tensor.name == "net.head.bias"]
+    bias.CopyFrom(numpy_helper.from_array(np.full(tuple(bias.dims), -60, np.float32), bias.name))
+
+
+def set_normalization_constant(proto) -> None:
+    """The first constant of three values in the graph (the input normalization's mean) multiplied by 100."""
+    node = next(node for node in proto.graph.node if node.op_type == "Constant"
+                and numpy_helper.to_array(node.attribute[0].t).size == 3)
+    node.attribute[0].t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t) * 100))
+
+
+@pytest.mark.parametrize("edit", [set_head_bias, set_normalization_constant])
+@pytest.mark.parametrize("beside_weights", [True, False])
+def test_an_onnx_file_whose_weights_were_edited_never_loads(tiny_model, tmp_path, capsys, edit, beside_weights):
+    import cv2
+
+    from faceerase.cli import main
+    from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_onnx_model
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    if not beside_weights:
+        (folder / "model.safetensors").unlink()  # a torch-free deployment: config.json and model.onnx
+    export_onnx(tiny_model, folder / ONNX_NAME)
+    assert load_onnx_model(folder).weights_sha256() == tiny_model.weights_sha256()
+    edited_onnx(folder / ONNX_NAME, edit)
+    message = f"{folder / ONNX_NAME} was edited after export: its weights do not match the fingerprint"
+    with pytest.raises(ModelLoadError, match=message) as error:
+        load_onnx_model(folder)
+    assert not isinstance(error.value, OnnxUnavailableError) and "\n" not in str(error.value)
+    with pytest.raises(ModelLoadError, match="was edited after export"):
+        OnnxFaceModel(folder / ONNX_NAME)
+    cv2.imwrite(str(tmp_path / "photo.png"), photos(96)[0][:, :, ::-1])
+    assert main(["anonymize", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", str(folder),
+                 "--backend", "onnx", "--input-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"faceerase: error: cannot load the model: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_onnx_file_without_the_fingerprint_of_its_graph_is_not_used(tiny_model, tmp_path):
+    from faceerase.hub import OnnxUnavailableError, load_onnx_model
+    from faceerase.onnx_model import GRAPH_FINGERPRINT
+
+    def drop_graph_fingerprint(proto) -> None:
+        kept = [entry for entry in proto.metadata_props if entry.key != GRAPH_FINGERPRINT]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    export_onnx(tiny_model, folder / ONNX_NAME)
+    edited_onnx(folder / ONNX_NAME, lambda proto: (set_head_bias(proto), drop_graph_fingerprint(proto)))
+    with pytest.raises(OnnxUnavailableError, match="carries no fingerprint of its own weights") as error:
+        load_onnx_model(folder)
+    assert error.value.stale
+    image = photos(96)[0]
+    with pytest.warns(UserWarning, match="carries no fingerprint"):  # the weights beside it are exported instead
+        from_file = FaceEraser(folder, input_size=64, backend="onnx").predict([image])[0]
+    expected = FaceEraser(tiny_model, device="cpu", input_size=64, backend="torch").predict([image])[0]
+    assert np.abs(from_file - expected).max() < TOLERANCE
 
 
 def test_an_onnx_model_object_runs_on_the_onnx_backend_only(tiny_model, tmp_path):

@@ -1,4 +1,5 @@
-"""Atomic outputs: a file or folder appears whole under its name or not at all; stale temporaries are removed."""
+"""Atomic outputs: a file or folder appears whole under its name or not at all; stale temporaries are removed;
+messages print control characters escaped."""
 
 import os
 import subprocess
@@ -6,7 +7,7 @@ import sys
 
 import pytest
 
-from faceerase.outputs import atomic_directory, atomic_output, new_file_mode, remove_stale_temp_files
+from faceerase.outputs import atomic_directory, atomic_output, new_file_mode, printable, remove_stale_temp_files
 
 
 def test_atomic_output_replaces_only_on_success(tmp_path):
@@ -55,3 +56,9 @@ def test_stale_temporary_folders_of_dead_runs_are_removed(tmp_path):
     mine.mkdir()
     assert sorted(remove_stale_temp_files([tmp_path])) == sorted([stale_dir, stale_file])
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, "my-folder"])
+
+
+def test_printable_escapes_every_control_and_line_break_and_nothing_else():
+    assert printable("a\nb\rc\td\x1b[31me\x7ff\x85g\x9bh\u2028i\u2029j\u202ek\udcff") == (
+        "a\\nb\\rc\\td\\x1b[31me\\x7ff\\x85g\\x9bh\\u2028i\\u2029j\\u202ek\\udcff")
+    assert printable("/photos/été 2024/Zoë (1).jpg ✓") == "/photos/été 2024/Zoë (1).jpg ✓"
