@@ -12,3 +12,4 @@ $py benchmarks/quality.py --model hub --single-pass --name hub_single_pass      
 $py benchmarks/quality.py --model hub --input-size 640 320 --single-pass --name hub_small     # 320 px: the webcam path
 $py benchmarks/model_speed.py --model hub --name hub                              # torch vs onnxruntime, live path
 $py benchmarks/examples.py --model hub --name hub                                 # bundled examples, 40-image val sample
+$py benchmarks/faceless.py --model hub --name hub                                   # scikit-image face-less samples, beside deface

