@@ -168,6 +168,17 @@ def _skip(entry: os.DirEntry) -> Skip | None:
     return None
 
 
+def scan_folder(folder: Path) -> tuple[list[Path], Plan]:
+    """What ``folder`` holds, walked recursively in name order: its images and videos, and a plan without jobs
+    of every other entry, skipped (hidden entries, links to folders, broken links, special files, other file
+    types) or failed (unreadable images such as HEIC, folders that cannot be listed) with why. :func:`plan` and
+    the folder source of ``faceerase anonymize-dataset`` see a folder through it."""
+    media: list[Path] = []
+    others = Plan()
+    _scan(folder, others, media)
+    return media, others
+
+
 def _scan(folder: Path, found: Plan, media: list[Path]) -> None:
     """Walk ``folder`` in name order: images and videos go to ``media``, every other entry to ``found``."""
     try:
@@ -209,12 +220,12 @@ def plan(paths: Sequence[Path], out: Path) -> Plan:
             if _is_within(out_resolved, path.resolve()):
                 raise PlanError(f"output {out} is inside the input folder {path}; choose another output folder")
             root = out if len(paths) == 1 else out / path.resolve().name
-            seen_before = len(found.skips) + len(found.problems)
-            media: list[Path] = []
-            _scan(path, found, media)
+            media, others = scan_folder(path)
+            found.skips += others.skips
+            found.problems += others.problems
             if not media:
-                others = len(found.skips) + len(found.problems) > seen_before
-                found.problems.append((path, "folder has no images or videos" if others else "empty folder"))
+                found.problems.append((path, "folder has no images or videos" if others.skips or others.problems
+                                       else "empty folder"))
             found.jobs += [_job(p, root / p.relative_to(path)) for p in media]
         elif (kind := special_file(path)) is not None:
             found.problems.append((path, _not_regular(kind)))

@@ -39,7 +39,7 @@ from faceerase.metadata import describe_kept
 from faceerase.outputs import atomic_output, printable, remove_stale_temp_files
 from faceerase.pipeline import BACKENDS, FaceEraser, ModelLoadError, load_model
 from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
-from faceerase.runs import EraserArgs, account_for
+from faceerase.runs import EraserArgs, RunSummary, account_for
 from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
                              read_frames, write_anonymized_video)
 
@@ -190,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the result with save_to_disk into OUT. Every row is kept with its other columns; the result "
                     "gains audit columns (faceerase_status, faceerase_error, faceerase_regions, "
                     "faceerase_threshold, faceerase_model, faceerase_weights_sha256). A row whose image cannot be "
-                    "decoded keeps no image and is marked failed; images are re-encoded without metadata.")
+                    "decoded keeps no image and is marked failed; images are re-encoded without metadata. A folder "
+                    "is planned as the anonymize command plans it: the files that become no row (other types, "
+                    "hidden, HEIC, videos, ...) are counted in the summary, each failed one is named, and --report "
+                    "lists each with why.")
     data.add_argument("source", metavar="SOURCE", help="Hub dataset id, save_to_disk folder or folder of images")
     data.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
                       help="new folder for the anonymized dataset (save_to_disk)")
@@ -204,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--push-to-hub", metavar="REPO_ID",
                       help="also push the result to this Hub dataset repo (private unless --public)")
     data.add_argument("--public", action="store_true", help="push as a public dataset")
+    data.add_argument("--report", type=Path, metavar="FILE.jsonl",
+                      help="write an audit record per file of a folder SOURCE that is no row (failed or skipped, "
+                           "with why; the rows' audit is in their columns); not in SOURCE or OUT")
     _erase_options(data)
     _model_options(data)
     data.set_defaults(handler=_cmd_anonymize_dataset)
@@ -325,7 +331,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     import datasets
 
-    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, check_output, load_source,
+    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, check_output, open_source,
                                        save_result, status_counts)
     if args.public and args.push_to_hub is None:
         raise UsageError("--public only applies to --push-to-hub")
@@ -333,21 +339,28 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
         check_output(args.output)  # before any row is anonymized
     except DatasetError as error:
         raise UsageError(str(error)) from None
+    if args.report is not None:
+        _check_dataset_report(args.report, args.source, args.output)
     eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
     options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
                if name not in ("model", "revision") and value is not None}
-    # What this command prepares on the way stays out of the source folder and the datasets cache: the image
-    # folder's Arrow copy (un-erased originals) in a scratch folder removed at the end, the map's output in
-    # datasets' temporary files (caching off) removed at exit.
+    # What this command prepares on the way stays out of the source folder and the caches: whatever loading the
+    # source copies of the un-erased originals (the image folder's Arrow tables, a Hub dataset's downloaded files
+    # and Arrow copy) in a scratch folder removed at the end, the map's output in datasets' temporary files
+    # (caching off) removed at exit.
     caching = datasets.is_caching_enabled()
     datasets.disable_caching()
     try:
-        with tempfile.TemporaryDirectory(prefix="faceerase-dataset-") as scratch:
-            source = load_source(args.source, args.split, config=args.config, revision=args.dataset_revision,
-                                 cache_dir=scratch)
+        with tempfile.TemporaryDirectory(prefix="faceerase-dataset-") as scratch, \
+                _open_report(args.report, resume=False) as report:
             with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
-                result = anonymize_dataset(source, args.image_column, model=args.model, revision=args.revision,
-                                           max_pixels=args.max_pixels, num_proc=args.num_proc, **options)
+                source = open_source(args.source, args.split, config=args.config, revision=args.dataset_revision,
+                                     cache_dir=scratch)
+            left_out = account_for(source.left_out, (), report, on_record=_announce)
+            with contextlib.redirect_stdout(sys.stderr):
+                result = anonymize_dataset(source.dataset, args.image_column, model=args.model,
+                                           revision=args.revision, max_pixels=args.max_pixels,
+                                           num_proc=args.num_proc, **options)
             save_result(result, args.output, push_to_hub=args.push_to_hub, private=not args.public)
             counts = status_counts(result)
     except ModelLoadError as error:
@@ -361,9 +374,27 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
         if caching:
             datasets.enable_caching()
     print(printable(f"{len(result)} rows: {counts['anonymized']} anonymized, {counts['failed']} failed "
-                    f"(faceerase_status, faceerase_error); saved to {args.output}"
+                    f"(faceerase_status, faceerase_error); {_left_out_summary(left_out)}saved to {args.output}"
                     + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else "")))
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or left_out.failed else 0
+
+
+def _check_dataset_report(report: Path, source: str, output: Path) -> None:
+    """Refuse an anonymize-dataset ``--report`` inside the source folder or the output folder."""
+    folders = [output, *([Path(source).expanduser()] if Path(source).expanduser().exists() else [])]
+    where = report.resolve()
+    if any(where == folder.resolve() or folder.resolve() in where.parents for folder in folders):
+        raise UsageError(f"the report {report} is inside the source folder or the output; "
+                         f"choose another --report file")
+
+
+def _left_out_summary(left_out: RunSummary) -> str:
+    """The part of the anonymize-dataset summary that counts the files of the source that became no row."""
+    if not left_out.total:
+        return ""
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(left_out.skipped.items()))
+    return (f"{left_out.total} files left out: {left_out.failed} failed, {sum(left_out.skipped.values())} skipped"
+            f"{f' ({reasons})' * bool(reasons)}; ")
 
 
 def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions) -> Iterator[dict[str, Any]]:

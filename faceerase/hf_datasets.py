@@ -3,31 +3,40 @@
 :func:`anonymize_dataset` runs :class:`~faceerase.pipeline.FaceEraser` over an ``Image`` column with
 ``Dataset.map`` and adds the audit columns of :data:`AUDIT_COLUMNS`. Privacy comes first:
 
-- A row whose image cannot be erased (corrupt, truncated, empty, over the pixel limit, missing, or failing in the
-  network) keeps no image: its image becomes None, its status ``failed`` and its error says why. The row itself
-  stays, with every other column untouched, so the output has as many rows, in the same order, as the input.
+- A row whose image cannot be erased (corrupt, truncated, empty, over the pixel limit, missing, of several frames
+  as an animated GIF or a multi-page TIFF, or failing in the network) keeps no image: its image becomes None, its
+  status ``failed`` and its error says why (a multi-frame image's is the error ``faceerase anonymize`` gives its
+  file). The row itself stays, with every other column untouched, so the output has as many rows, in the same
+  order, as the input.
 - Output images are re-encoded from the anonymized pixels, RGB, with no metadata (no EXIF, GPS, XMP, ICC or
   thumbnails; the EXIF orientation is applied to the pixels): JPEG stays JPEG (quality 95, as ``faceerase
   anonymize`` writes), every other format becomes PNG. Their stored ``path`` is None: the original file's path can
   carry names, and an image stored as a path to a local file would still be the original, un-erased file.
 
-:func:`load_source` and :func:`save_result` read and write what ``faceerase anonymize-dataset`` works on.
+:func:`open_source` (with the files of a folder left out of the dataset, and why) or :func:`load_source`, and
+:func:`save_result` read and write what ``faceerase anonymize-dataset`` works on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import huggingface_hub
 import numpy as np
+from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
-from faceerase.images import InvalidImageError, default_max_pixels, encode_image, load_image
+from faceerase.batch import Plan, Skip, file_kind, scan_folder
+from faceerase.images import (IMAGE_EXTENSIONS, InvalidImageError, check_single_frame, default_max_pixels,
+                              encode_image, load_image)
 from faceerase.masks import Region
 from faceerase.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
 from faceerase.pipeline import EraseResult, FaceEraser
@@ -265,8 +274,9 @@ class _Job:
         """The row's RGB pixels, or why there are none."""
         if value is None or (value.get("bytes") is None and value.get("path") is None):
             return "the row has no image"
-        source = value["bytes"] if value.get("bytes") is not None else Path(value["path"])
+        source = bytes(value["bytes"]) if value.get("bytes") is not None else Path(value["path"])
         try:
+            check_single_frame(source)  # as faceerase anonymize fails the file
             return load_image(source, max_pixels=self.max_pixels)
         except InvalidImageError as error:
             return str(error)
@@ -305,20 +315,48 @@ def _region(region: Region) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- sources and results
 
-def load_source(source: str | Path, split: str | None = None, *, config: str | None = None,
-                revision: str | None = None, cache_dir: str | Path | None = None) -> datasets.Dataset:
-    """Load one split of what ``faceerase anonymize-dataset SOURCE`` anonymizes.
+VIDEO_LEFT_OUT = "a video: the dataset holds images only; anonymize videos with faceerase anonymize"
+"""Why a video in a folder source fails: it becomes no row."""
+IMAGEFOLDER_LEFT_OUT = ("not read by the imagefolder builder: outside the split folders, or missing from the "
+                        "metadata file")
+"""Why an image of a folder source that the ``imagefolder`` builder placed in no split fails."""
+OTHER_SPLIT = "in another split"
+"""Why an image of a folder source that belongs to a split other than the one anonymized is skipped."""
+# Files the imagefolder builder reads as the rows' extra columns: used, so not left out.
+_METADATA_FILES = frozenset(ImageFolder.METADATA_FILENAMES)
 
-    ``source`` is a folder written by ``save_to_disk`` (a dataset or a dataset dict), any other local folder (read
-    with the ``imagefolder`` builder: images, optionally in split subfolders, and a ``metadata.csv`` or
-    ``.jsonl`` for extra columns), or a Hugging Face Hub dataset id (``config`` and ``revision`` select its
-    configuration and revision). ``split`` may be left out when the source has a single split. ``cache_dir`` is
-    where the ``imagefolder`` builder writes its Arrow copy of the images (default: the ``datasets`` cache): a copy
-    of the un-erased originals, so give a folder you remove afterwards (the command does).
+
+@dataclass
+class Source:
+    """What ``faceerase anonymize-dataset SOURCE`` anonymizes: one split, and the files of a folder source left
+    out of it, as a plan without jobs whose skips and problems (failed) say why, as ``faceerase anonymize``
+    accounts for its inputs (empty for a saved or Hub dataset)."""
+
+    dataset: datasets.Dataset
+    left_out: Plan
+
+
+def open_source(source: str | Path, split: str | None = None, *, config: str | None = None,
+                revision: str | None = None, cache_dir: str | Path | None = None) -> Source:
+    """Open one split of what ``faceerase anonymize-dataset SOURCE`` anonymizes.
+
+    ``source`` is a folder written by ``save_to_disk`` (a dataset or a dataset dict), any other local folder, or a
+    Hugging Face Hub dataset id (``config`` and ``revision`` select its configuration and revision). ``split`` may
+    be left out when the source has a single split.
+
+    A folder is seen as ``faceerase anonymize`` sees it (:func:`faceerase.batch.scan_folder`): its images become
+    the rows, read with the ``imagefolder`` builder (split subfolders, and a ``metadata.csv`` or ``.jsonl`` for
+    extra columns); every other entry is left out, skipped or failed with why: hidden entries and other file
+    types are skipped, HEIC and other unreadable images, videos and images the builder placed in no split fail,
+    images of other splits are skipped.
+
+    ``cache_dir`` is where loading copies the originals: the ``imagefolder`` builder's Arrow tables, a Hub
+    dataset's downloaded files (``cache_dir/hub``) and its Arrow copy. Give a folder you remove once the split is
+    anonymized (the command does); None leaves them in the ``datasets`` and Hub caches.
 
     Raises:
-        DatasetError: the source does not exist, cannot be read, or has no such split (the message says which
-            splits it has).
+        DatasetError: the source does not exist, cannot be read, holds no image, or has no such split (the message
+            says which splits it has).
     """
     path = Path(source).expanduser()
     if path.exists():
@@ -329,25 +367,79 @@ def load_source(source: str | Path, split: str | None = None, *, config: str | N
                                "or a folder of images")
         if (path / datasets.config.DATASETDICT_JSON_FILENAME).is_file() or \
                 (path / datasets.config.DATASET_STATE_JSON_FILENAME).is_file():
-            return _saved_split(path, split)
-        try:
-            splits = datasets.load_dataset("imagefolder", data_dir=str(path),
-                                           cache_dir=None if cache_dir is None else str(cache_dir))
-        except (OSError, ValueError) as error:
-            raise DatasetError(f"cannot read {path} as a folder of images: {error}") from None
-        return _pick_split(splits, split, str(path))
+            return Source(_saved_split(path, split), Plan())
+        return _folder_source(path, split, cache_dir)
     if str(source).startswith(("/", ".", "~")) or str(source).endswith("/") or str(source).count("/") > 1:
         raise DatasetError(f"no such folder: {path}")
-    where = repr(str(source)) + (f" (config {config!r})" if config else "")
+    return Source(_hub_split(str(source), split, config, revision, cache_dir), Plan())
+
+
+def load_source(source: str | Path, split: str | None = None, *, config: str | None = None,
+                revision: str | None = None, cache_dir: str | Path | None = None) -> datasets.Dataset:
+    """The split of :func:`open_source` alone."""
+    return open_source(source, split, config=config, revision=revision, cache_dir=cache_dir).dataset
+
+
+def _folder_source(path: Path, split: str | None, cache_dir: str | Path | None) -> Source:
+    """The rows of the images the scan of ``path`` found, as the ``imagefolder`` builder reads them into
+    ``split``; every other entry of ``path`` in ``left_out``."""
+    media, left_out = scan_folder(path)
+    left_out.skips = [skip for skip in left_out.skips if skip.path.name not in _METADATA_FILES]
+    left_out.problems += [(file, VIDEO_LEFT_OUT) for file in media if file_kind(file) == "video"]
+    images = {os.path.abspath(file): file for file in media if file_kind(file) == "image"}
+    if not images:
+        raise DatasetError(f"cannot read {path} as a folder of images: it holds no image file "
+                           f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
     try:
-        if split is not None:
-            return datasets.load_dataset(str(source), config, split=split, revision=revision)
-        names = datasets.get_dataset_split_names(str(source), config, revision=revision)
+        splits = datasets.load_dataset("imagefolder", data_dir=str(path),
+                                       cache_dir=None if cache_dir is None else str(cache_dir))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read {path} as a folder of images: {error}") from None
+    chosen = _pick_split(list(splits), split, str(path))
+    rows: list[int] = []
+    for name, part in splits.items():
+        stored = part.select_columns("image").cast_column("image", datasets.Image(decode=False))["image"]
+        for index, value in enumerate(stored):
+            file = images.pop(os.path.abspath(value["path"]), None)
+            if file is None:  # a file the scan left out already (an icon, say): no row
+                continue
+            if name == chosen:
+                rows.append(index)
+            else:
+                left_out.skips.append(Skip(file, OTHER_SPLIT, f"({name!r})"))
+    left_out.problems += [(file, IMAGEFOLDER_LEFT_OUT) for file in images.values()]
+    dataset = splits[chosen]
+    return Source(dataset if len(rows) == len(dataset) else dataset.select(rows), left_out)
+
+
+def _hub_split(source: str, split: str | None, config: str | None, revision: str | None,
+               cache_dir: str | Path | None) -> datasets.Dataset:
+    where = repr(source) + (f" (config {config!r})" if config else "")
+    cache = None if cache_dir is None else str(cache_dir)
+    try:
+        with _hub_downloads_in(cache_dir):
+            names = [split] if split is not None else \
+                datasets.get_dataset_split_names(source, config, revision=revision, cache_dir=cache)
+            if len(names) == 1:
+                return datasets.load_dataset(source, config, split=names[0], revision=revision, cache_dir=cache)
     except (OSError, ValueError) as error:
         raise DatasetError(f"cannot load the Hub dataset {where} (and it is no local folder): {error}") from None
-    if len(names) != 1:
-        raise DatasetError(f"the Hub dataset {where} has the splits {names}; choose one with split= (--split)")
-    return load_source(source, names[0], config=config, revision=revision)
+    raise DatasetError(f"the Hub dataset {where} has the splits {names}; choose one with split= (--split)")
+
+
+@contextlib.contextmanager
+def _hub_downloads_in(cache_dir: str | Path | None) -> Iterator[None]:
+    """Within the block, downloads from the Hub that name no cache folder (``datasets`` names none) go to
+    ``cache_dir/hub`` instead of the Hub cache (``HF_HUB_CACHE``); None leaves them there."""
+    if cache_dir is None:
+        yield
+        return
+    default = huggingface_hub.constants.HF_HUB_CACHE
+    huggingface_hub.constants.HF_HUB_CACHE = str(Path(cache_dir) / "hub")
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_CACHE = default
 
 
 def _saved_split(path: Path, split: str | None) -> datasets.Dataset:
@@ -356,21 +448,21 @@ def _saved_split(path: Path, split: str | None) -> datasets.Dataset:
     except (OSError, ValueError) as error:
         raise DatasetError(f"cannot read the saved dataset {path}: {error}") from None
     if isinstance(loaded, datasets.DatasetDict):
-        return _pick_split(loaded, split, str(path))
+        return loaded[_pick_split(list(loaded), split, str(path))]
     if split is not None and loaded.split is not None and str(loaded.split) != split:
         raise DatasetError(f"{path} holds the split {str(loaded.split)!r}, not {split!r}")
     return loaded
 
 
-def _pick_split(splits: datasets.DatasetDict, split: str | None, where: str) -> datasets.Dataset:
-    names = list(splits)
+def _pick_split(names: list[str], split: str | None, where: str) -> str:
+    """``split``, or the only one of ``names`` when it is None."""
     if split is None:
         if len(names) != 1:
             raise DatasetError(f"{where} has the splits {names}; choose one with split= (--split)")
-        return splits[names[0]]
-    if split not in splits:
+        return names[0]
+    if split not in names:
         raise DatasetError(f"{where} has no split {split!r}; its splits are {names}")
-    return splits[split]
+    return split
 
 
 def check_output(output: str | Path) -> Path:

@@ -153,12 +153,13 @@ def _from_array(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def check_single_frame(path: Path) -> None:
-    """Raise :class:`InvalidImageError` when the image file ``path`` holds several frames (animated GIF, PNG or
-    WebP, multi-page TIFF): only its first would be anonymized. A JPEG's extra MPF images (previews, depth maps)
-    do not count: they are dropped. A file that does not open passes; :func:`load_image` then says why."""
+def check_single_frame(source: Path | bytes) -> None:
+    """Raise :class:`InvalidImageError` when the image file or encoded bytes ``source`` hold several frames
+    (animated GIF, PNG or WebP, multi-page TIFF): only the first would be anonymized. A JPEG's extra MPF images
+    (previews, depth maps) do not count: they are dropped. An image that does not open passes; :func:`load_image`
+    then says why."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
     except Exception:  # noqa: BLE001 - decoders raise many types; load_image reports them clearly
         return
