@@ -1,10 +1,12 @@
 """FaceErase web demo (Gradio): erase every face in a photo or in live webcam frames.
 
-A thin layer over the :mod:`faceerase` library. The model is loaded once at start from ``--model`` or the
-``FACEERASE_MODEL`` environment variable (folder or Hub repo id), else from the embedded ``hub/`` folder;
-if it does not load, the page still opens and says why. Uploads over ``--max-pixels`` (default:
+A thin layer over the :mod:`faceerase` library. :func:`build_demo` builds the page for one model, loaded once
+from ``--model`` or the ``FACEERASE_MODEL`` environment variable (folder or Hub repo id), else from the embedded
+``hub/`` folder; if it does not load, the page still opens and says why. Uploads over ``--max-pixels`` (default:
 ``FACEERASE_MAX_PIXELS``, else 40 megapixels) are refused with a message.
-``python app.py [--model M] [--port P] [--max-pixels N]``.
+``python app.py [--model M] [--port P] [--max-pixels N]`` serves it (the Hugging Face Space runs this file).
+Importing the module loads no model and claims no folder; its ``demo`` (the page from the environment variables,
+for tools that import this file) is built on first use.
 
 Gradio's files (uploads, outputs) live in a folder of this server's own inside Gradio's temporary folder; it
 is deleted when the server stops (Ctrl-C or SIGTERM), and by the next server if this one was killed.
@@ -18,12 +20,10 @@ import hashlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from functools import lru_cache
 from pathlib import Path
 from types import FrameType
 
@@ -50,8 +50,8 @@ SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's 
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Command-line options of ``python app.py``."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of ``python app.py`` (``argv``: default ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description="Serve the FaceErase demo.")
     parser.add_argument("--model", help="model folder or Hub repo id (default: $FACEERASE_MODEL, else hub/)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
@@ -69,26 +69,6 @@ def load(source: str | None) -> tuple[FaceEraseUNet | None, str | None]:
         return load_model(source), None
     except ModelLoadError as error:
         return None, str(error)
-
-
-ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
-MODEL_SOURCE = ARGS.model or os.environ.get("FACEERASE_MODEL") or None
-MODEL, MODEL_ERROR = load(MODEL_SOURCE)
-# The model's own inference settings (inference.json) are the page's defaults.
-SETTINGS = MODEL.settings if MODEL is not None else DEFAULT_SETTINGS
-INPUT_SIZES = [(f"{s} px", s) for s in sorted({256, 384, 512, 768, 1024, SETTINGS.input_size} - {0})] + [
-    ("original", 0)]
-WEBCAM_INPUT_SIZE = SETTINGS.live_input_size
-MAX_PIXELS = ARGS.max_pixels or default_max_pixels()
-
-
-@lru_cache(maxsize=None)
-def eraser(input_size: int, live: bool = False) -> FaceEraser:
-    """A FaceEraser on the shared model at this network input size (0 = original resolution); ``live`` frames
-    get a single pass (no extra scales) to stay real-time."""
-    if MODEL is None:
-        raise gr.Error(f"The model is not loaded: {MODEL_ERROR}")
-    return FaceEraser(MODEL, input_size=input_size, extra_scales=() if live else None)
 
 
 # --------------------------------------------------------------------------- this server's files
@@ -130,10 +110,16 @@ def claim_server_folder(base: Path) -> tuple[Path, int]:
     return folder, lock
 
 
-# Gradio keeps its files (uploads, examples, outputs) under GRADIO_TEMP_DIR, read when used: this server's
-# folder from here on, set before the page is built.
-SERVER_FOLDER, SERVER_LOCK = claim_server_folder(Path(get_upload_folder()).resolve())
-os.environ["GRADIO_TEMP_DIR"] = str(SERVER_FOLDER)
+def use_server_folder() -> Path:
+    """Claim this server's folder (:func:`claim_server_folder`) in Gradio's temporary folder and make it Gradio's
+    temporary folder from here on; returns it.
+
+    Gradio keeps its files (uploads, examples, outputs) under ``GRADIO_TEMP_DIR``, read when used: call this before
+    the page is built. The folder stays locked until the process ends (the lock's descriptor is never closed).
+    """
+    folder, _lock = claim_server_folder(Path(get_upload_folder()).resolve())
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
 
 
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -247,80 +233,95 @@ class ProbabilityCache:
                 self._maps.popitem(last=False)
 
 
-CACHE = ProbabilityCache()
+class Handlers:
+    """The page's event handlers and what they share: the model (or why it did not load), its inference settings
+    (``inference.json``: the page's defaults), the upload limit and the probability cache."""
 
+    def __init__(self, model: FaceEraseUNet | None, error: str | None, max_pixels: int):
+        self.model, self.error, self.max_pixels = model, error, max_pixels
+        self.settings = model.settings if model is not None else DEFAULT_SETTINGS
+        self.webcam_input_size = self.settings.live_input_size
+        self.cache = ProbabilityCache()
+        self._erasers: dict[tuple[int, bool], FaceEraser] = {}
 
-def read_upload(upload: dict) -> np.ndarray:
-    """An uploaded image (Gradio's file data) as RGB, or a gr.Error naming it as the user knows it."""
-    try:
-        return load_image(upload["path"], max_pixels=MAX_PIXELS)
-    except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
-        message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
-        raise gr.Error(f"Cannot read this file: {message}") from None
+    def eraser(self, input_size: int, live: bool = False) -> FaceEraser:
+        """A FaceEraser on the shared model at this network input size (0 = original resolution); ``live`` frames
+        get a single pass (no extra scales) to stay real-time."""
+        if self.model is None:
+            raise gr.Error(f"The model is not loaded: {self.error}")
+        if (input_size, live) not in self._erasers:
+            self._erasers[input_size, live] = FaceEraser(self.model, input_size=input_size,
+                                                         extra_scales=() if live else None)
+        return self._erasers[input_size, live]
 
+    def read_upload(self, upload: dict) -> np.ndarray:
+        """An uploaded image (Gradio's file data) as RGB, or a gr.Error naming it as the user knows it."""
+        try:
+            return load_image(upload["path"], max_pixels=self.max_pixels)
+        except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
+            message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
+            raise gr.Error(f"Cannot read this file: {message}") from None
 
-def erase_image(upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
-                input_size: int, request: gr.Request) -> tuple:
-    """Image tab: network pass (skipped when this session has seen this image at this input size), then
-    post-processing.
+    def erase_image(self, upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
+                    input_size: int, request: gr.Request) -> tuple:
+        """Image tab: network pass (skipped when this session has seen this image at this input size), then
+        post-processing.
 
-    Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
-    of :func:`output_folder`.
-    """
-    if not upload:
-        return None, None, None, None, None, ""
-    image = read_upload(upload)
-    size = int(input_size)
-    key = CACHE.key(request.session_hash, image, size) if request.session_hash else None
-    prob = CACHE.get(key) if key else None
-    if prob is not None:
-        network = "network skipped (cached probabilities)"
-    else:
+        Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
+        of :func:`output_folder`.
+        """
+        if not upload:
+            return None, None, None, None, None, ""
+        image = self.read_upload(upload)
+        size = int(input_size)
+        key = self.cache.key(request.session_hash, image, size) if request.session_hash else None
+        prob = self.cache.get(key) if key else None
+        if prob is not None:
+            network = "network skipped (cached probabilities)"
+        else:
+            start = time.perf_counter()
+            prob = self.eraser(size).predict([image])[0]
+            network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
+            if key:
+                self.cache.put(key, prob)
+        result = self.eraser(size).postprocess(image, prob, threshold_mode=mode, threshold_value=float(fixed),
+                                               method=method, dilation=int(dilation), mask_shape=shape)
+        n = len(result.regions)
+        summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
+                   f"threshold {result.threshold:.3f} ({mode}) · {network}")
+        folder = output_folder()
+        mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
+        return (served(save_png(heat_map(prob), folder, "probability")),
+                served(save_png(histogram(prob, result.threshold), folder, "histogram")),
+                round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
+                served(save_png(result.anonymized, folder, "anonymized")), summary)
+
+    def erase_frame(self, upload: dict | None, method: str) -> str | None:
+        """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
+        pass at the live input size) but without the temporal smoothing of a stream; returns the file's path."""
+        if not upload:
+            return None
+        frame = self.read_upload(upload)
+        live = self.eraser(self.webcam_input_size, live=True)
+        result = live.postprocess(frame, live.predict([frame])[0], method=method)
+        return save_png(result.anonymized, output_folder(), "anonymized")
+
+    def stream_frame(self, frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
+        """Webcam tab: anonymize one streamed frame with temporal smoothing; report frames per second."""
+        if frame is None:
+            return None, "", state
+        state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
         start = time.perf_counter()
-        prob = eraser(size).predict([image])[0]
-        network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
-        if key:
-            CACHE.put(key, prob)
-    result = eraser(size).postprocess(image, prob, threshold_mode=mode, threshold_value=float(fixed), method=method,
-                                      dilation=int(dilation), mask_shape=shape)
-    n = len(result.regions)
-    summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
-               f"threshold {result.threshold:.3f} ({mode}) · {network}")
-    folder = output_folder()
-    mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
-    return (served(save_png(heat_map(prob), folder, "probability")),
-            served(save_png(histogram(prob, result.threshold), folder, "histogram")),
-            round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
-            served(save_png(result.anonymized, folder, "anonymized")), summary)
-
-
-def erase_frame(upload: dict | None, method: str) -> str | None:
-    """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
-    pass at the live input size) but without the temporal smoothing of a stream; returns the file's path."""
-    if not upload:
-        return None
-    frame = read_upload(upload)
-    live = eraser(WEBCAM_INPUT_SIZE, live=True)
-    result = live.postprocess(frame, live.predict([frame])[0], method=method)
-    return save_png(result.anonymized, output_folder(), "anonymized")
-
-
-def stream_frame(frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
-    """Webcam tab: anonymize one streamed frame with temporal smoothing; report frames per second."""
-    if frame is None:
-        return None, "", state
-    state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
-    start = time.perf_counter()
-    live = eraser(WEBCAM_INPUT_SIZE, live=True)
-    result = next(anonymize_frames(live, iter([frame]), state["smoother"], batch_size=1, method=method))
-    now = time.perf_counter()
-    if state["last"] is not None:
-        rate = 1.0 / max(now - state["last"], 1e-6)
-        state["fps"] = rate if state["fps"] == 0 else 0.8 * state["fps"] + 0.2 * rate
-    state["last"] = now
-    return (save_png(result.anonymized, output_folder(), "anonymized"),
-            f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
-            f"({WEBCAM_INPUT_SIZE} px network input)", state)
+        live = self.eraser(self.webcam_input_size, live=True)
+        result = next(anonymize_frames(live, iter([frame]), state["smoother"], batch_size=1, method=method))
+        now = time.perf_counter()
+        if state["last"] is not None:
+            rate = 1.0 / max(now - state["last"], 1e-6)
+            state["fps"] = rate if state["fps"] == 0 else 0.8 * state["fps"] + 0.2 * rate
+        state["last"] = now
+        return (save_png(result.anonymized, output_folder(), "anonymized"),
+                f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
+                f"({self.webcam_input_size} px network input)", state)
 
 
 def toggle_fixed(mode: str) -> dict:
@@ -330,16 +331,21 @@ def toggle_fixed(mode: str) -> dict:
 
 # --------------------------------------------------------------------------- page
 
-def build_demo() -> gr.Blocks:
-    """The Gradio app."""
+def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Blocks:
+    """The page on ``model`` (folder or Hub repo id; default: ``FACEERASE_MODEL``, else ``hub/``), refusing
+    uploads of more than ``max_pixels`` (default: ``FACEERASE_MAX_PIXELS``, else 40 megapixels)."""
+    handlers = Handlers(*load(model or os.environ.get("FACEERASE_MODEL") or None), max_pixels or default_max_pixels())
+    settings, webcam_input_size = handlers.settings, handlers.webcam_input_size
+    input_sizes = [(f"{s} px", s) for s in sorted({256, 384, 512, 768, 1024, settings.input_size} - {0})] + [
+        ("original", 0)]
     methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
     with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
-                    f"inpainted, blurred, pixelated or filled. Images of up to {MAX_PIXELS / 1e6:g} megapixels; "
-                    "uploaded and generated files are deleted from the server within 40 minutes, and when "
+                    f"inpainted, blurred, pixelated or filled. Images of up to {handlers.max_pixels / 1e6:g} "
+                    "megapixels; uploaded and generated files are deleted from the server within 40 minutes, and when "
                     "it stops.")
-        if MODEL_ERROR:
-            gr.Markdown(f"### ⚠️ The model could not be loaded\n{MODEL_ERROR}", elem_id="model-error")
+        if handlers.error:
+            gr.Markdown(f"### ⚠️ The model could not be loaded\n{handlers.error}", elem_id="model-error")
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column(min_width=160):
@@ -360,28 +366,28 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=3):
                     mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
                                     info=f"auto: Otsu, clamped to this model's calibrated range "
-                                         f"[{SETTINGS.threshold_floor:g}, {SETTINGS.threshold_ceiling:g}] (a map "
-                                         f"with nothing above {SETTINGS.threshold_floor:g} masks nothing); "
+                                         f"[{settings.threshold_floor:g}, {settings.threshold_ceiling:g}] (a map "
+                                         f"with nothing above {settings.threshold_floor:g} masks nothing); "
                                          "seed: 2018 rule; fixed: the slider")
                     fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
                     method = gr.Dropdown(methods, value="inpaint_telea", label="Anonymization")
-                    dilation = gr.Slider(0, 50, value=SETTINGS.dilation, step=1, label="Mask dilation (px)",
-                                         info=(f"each region also grows by {SETTINGS.dilation_ratio:g} of its size, "
-                                               "whichever is more" if SETTINGS.dilation_ratio else None))
+                    dilation = gr.Slider(0, 50, value=settings.dilation, step=1, label="Mask dilation (px)",
+                                         info=(f"each region also grows by {settings.dilation_ratio:g} of its size, "
+                                               "whichever is more" if settings.dilation_ratio else None))
                     shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
-                    size = gr.Dropdown(INPUT_SIZES, value=SETTINGS.input_size, label="Model input size",
+                    size = gr.Dropdown(input_sizes, value=settings.input_size, label="Model input size",
                                        info="long side seen by the network"
-                                            + "".join(f", plus a pass at {x:g}x of it" for x in SETTINGS.extra_scales)
+                                            + "".join(f", plus a pass at {x:g}x of it" for x in settings.extra_scales)
                                             + "; changing it re-runs the network")
             mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
             gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
-                   size.change], erase_image,
+                   size.change], handlers.erase_image,
                   inputs=[source, mode, fixed, method, dilation, shape, size],
                   outputs=[heat, hist, threshold_used, overlay, result, summary],
                   api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
                   show_progress="minimal")
         with gr.Tab("Webcam"):
-            gr.Markdown(f"Live anonymization of your camera at {WEBCAM_INPUT_SIZE} px network input, with a "
+            gr.Markdown(f"Live anonymization of your camera at {webcam_input_size} px network input, with a "
                         f"{WEBCAM_TEMPORAL_WINDOW}-frame temporal window so a face missed once does not flash.")
             with gr.Row():
                 camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
@@ -390,21 +396,44 @@ def build_demo() -> gr.Blocks:
                 live_method = gr.Dropdown(methods, value="blur", label="Anonymization")
                 fps = gr.Markdown(elem_id="fps")
             live_state = gr.State()
-            camera.stream(stream_frame, [camera, live_method, live_state], [live, fps, live_state],
+            camera.stream(handlers.stream_frame, [camera, live_method, live_state], [live, fps, live_state],
                           stream_every=0.1, time_limit=120, concurrency_limit=2, api_visibility="private")
             # API clients cannot consume a stream: /erase_frame takes one frame, with no trigger on the page.
             frame, frame_result = gr.Image(visible=False), gr.Image(visible=False)
-            gr.on([], erase_frame, [frame, live_method], frame_result, api_name="erase_frame", preprocess=False)
+            gr.on([], handlers.erase_frame, [frame, live_method], frame_result, api_name="erase_frame",
+                  preprocess=False)
     demo.queue(default_concurrency_limit=2, max_size=32)
     return demo
 
 
-demo = build_demo()
+def launch(demo: gr.Blocks, port: int | None = None, **options) -> None:
+    """Serve ``demo`` as ``python app.py`` does, at ``port`` (default: ``GRADIO_SERVER_PORT``, else 7860);
+    ``options``: more arguments of ``demo.launch``."""
+    demo.launch(server_port=port, ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)], **options)
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
+    """``python app.py``: serve the page in this server's own folder until Ctrl-C or SIGTERM, then delete it."""
+    args = parse_args(argv)
+    folder = use_server_folder()
+    demo = build_demo(args.model, args.max_pixels)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        demo.launch(server_port=ARGS.port, ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)])
+        launch(demo, args.port)
     finally:  # Ctrl-C ends launch(); SIGTERM raises SystemExit from it
         demo.close()
-        shutil.rmtree(SERVER_FOLDER, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def __getattr__(name: str) -> gr.Blocks:
+    """``demo``, built on first use in this server's own folder: the page from the environment variables, for
+    tools that import this file and look for a module-level ``demo``."""
+    if name != "demo":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    use_server_folder()
+    globals()["demo"] = demo = build_demo()
+    return demo
+
+
+if __name__ == "__main__":
+    main()

@@ -16,9 +16,9 @@ from faceerase.masks import check_mask
 METHODS = ("inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid")
 
 BLUR_SIGMA_FRACTION = 0.25
-"""Gaussian sigma as a fraction of the region size: the blur spans the whole face."""
+"""Default ``blur_strength``: the Gaussian sigma as a fraction of the region size (the blur spans the whole face)."""
 MOSAIC_BLOCKS = 6
-"""Mosaic blocks along the longer side of a region."""
+"""Default ``mosaic_blocks``: mosaic blocks along the longer side of a region."""
 INPAINT_RADIUS_FRACTION = 1 / 16
 """Inpainting radius as a fraction of the region size (at the working resolution)."""
 INPAINT_MAX_SIDE = 128
@@ -33,9 +33,13 @@ def anonymize(
     method: str = "inpaint_telea",
     *,
     color: tuple[int, int, int] = (0, 0, 0),
+    mosaic_blocks: int = MOSAIC_BLOCKS,
+    blur_strength: float = BLUR_SIGMA_FRACTION,
 ) -> np.ndarray:
     """Return a copy of ``image`` (RGB uint8, H x W x 3) with the ``mask`` pixels (bool H x W)
-    erased by ``method`` (one of :data:`METHODS`); ``color`` is the RGB fill of ``solid``."""
+    erased by ``method`` (one of :data:`METHODS`); ``color`` is the RGB fill of ``solid``, ``mosaic_blocks``
+    the blocks of ``mosaic`` along a region's longer side (fewer: coarser), ``blur_strength`` the Gaussian sigma
+    of ``blur`` as a fraction of a region's longer side (larger: blurrier)."""
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8
             and image.ndim == 3 and image.shape[2] == 3):
         shape = getattr(image, "shape", None)
@@ -46,6 +50,7 @@ def anonymize(
         raise ValueError(f"mask shape {mask.shape} does not match image size {image.shape[:2]}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    check_strengths(mosaic_blocks, blur_strength)
     out = image.copy()
     if method == "solid":
         out[mask] = _check_color(color)
@@ -54,14 +59,22 @@ def anonymize(
     for i in range(1, n):
         box = tuple(int(v) for v in stats[i, :4])
         if method == "blur":
-            rows, cols, erased = _blur(image, box)
+            rows, cols, erased = _blur(image, box, blur_strength)
         elif method == "mosaic":
-            rows, cols, erased = _mosaic(image, box)
+            rows, cols, erased = _mosaic(image, box, mosaic_blocks)
         else:
             rows, cols, erased = _inpaint(image, mask, box, _INPAINT_FLAGS[method])
         region = labels[rows, cols] == i
         out[rows, cols][region] = erased[region]
     return out
+
+
+def check_strengths(mosaic_blocks: int, blur_strength: float) -> None:
+    """Raise :class:`ValueError` unless ``mosaic_blocks`` is a whole number >= 1 and ``blur_strength`` > 0."""
+    if isinstance(mosaic_blocks, bool) or not isinstance(mosaic_blocks, (int, np.integer)) or mosaic_blocks < 1:
+        raise ValueError(f"mosaic_blocks must be a whole number >= 1, got {mosaic_blocks!r}")
+    if not blur_strength > 0:
+        raise ValueError(f"blur_strength must be > 0, got {blur_strength!r}")
 
 
 def _check_color(color) -> np.ndarray:
@@ -82,8 +95,8 @@ def _resize(image: np.ndarray, width: int, height: int, interpolation: int) -> n
     return cv2.resize(image, (max(1, width), max(1, height)), interpolation=interpolation)
 
 
-def _blur(image: np.ndarray, box: tuple[int, int, int, int]):
-    sigma = max(2.0, BLUR_SIGMA_FRACTION * max(box[2:]))
+def _blur(image: np.ndarray, box: tuple[int, int, int, int], strength: float):
+    sigma = max(2.0, strength * max(box[2:]))
     rows, cols = _window(box, math.ceil(3 * sigma), image.shape)
     crop = image[rows, cols]
     h, w = crop.shape[:2]
@@ -93,8 +106,8 @@ def _blur(image: np.ndarray, box: tuple[int, int, int, int]):
     return rows, cols, _resize(small, w, h, cv2.INTER_LINEAR)
 
 
-def _mosaic(image: np.ndarray, box: tuple[int, int, int, int]):
-    block = max(2, math.ceil(max(box[2:]) / MOSAIC_BLOCKS))
+def _mosaic(image: np.ndarray, box: tuple[int, int, int, int], blocks: int):
+    block = max(2, math.ceil(max(box[2:]) / blocks))
     rows, cols = _window(box, 0, image.shape)
     crop = image[rows, cols]
     h, w = crop.shape[:2]

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceerase.images import IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame, load_image, write_image
+from faceerase.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame, load_image_with_alpha,
+                              write_image)
 from faceerase.metadata import allowed_exif
 from faceerase.video import DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, anonymize_video, output_suffix
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from faceerase.pipeline import FaceEraser
 
 KINDS = ("image", "video")
+ANONYMIZED = "anonymized"
+"""The ``status`` of the record of an anonymized file. Older reports say ``"ok"``: ``--resume`` appends to them
+as to any report (it decides from the files' times, never from the report)."""
 UP_TO_DATE = "output up to date (--resume)"
 """The skip reason of a job whose output is not older than its input, with :attr:`JobOptions.resume`."""
 NOT_REGULAR = "not a regular file"
@@ -288,10 +292,10 @@ def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Ma
     The record (JSON-serialisable, as the report writes it) has ``timestamp``, ``input``, ``output``, ``kind``,
     what was found (image: ``threshold``, ``regions``, ``n_regions``; video: ``frames``, ``audio``,
     ``warnings``, ``threshold_range``, ``n_regions``, ``frame_regions``), ``seconds``, the ``context`` of
-    :func:`record_context` and ``status``: ``"ok"``; ``"failed"`` with the ``error`` (the file is not a regular
-    file, nor an image or video this library reads, or it cannot be written; nothing is left at the destination);
-    or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason`` :data:`UP_TO_DATE` and
-    nothing else. ``on_frame(1)`` is called after each video frame (progress bars).
+    :func:`record_context` and ``status``: :data:`ANONYMIZED`; ``"failed"`` with the ``error`` (the file is not a
+    regular file, nor an image or video this library reads, or it cannot be written; nothing is left at the
+    destination); or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason``
+    :data:`UP_TO_DATE` and nothing else. ``on_frame(1)`` is called after each video frame (progress bars).
     """
     record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
     if options.resume and is_up_to_date(job):
@@ -305,7 +309,7 @@ def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Ma
             record.update(_erase_image(eraser, job, options))
         else:
             record.update(_erase_video(eraser, job, options, on_frame))
-        outcome = {"status": "ok"}
+        outcome = {"status": ANONYMIZED}
     except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
         outcome = {"status": "failed", "error": str(error) or type(error).__name__}
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -333,9 +337,10 @@ def _regions(regions: list["Region"]) -> list[dict[str, Any]]:
 
 def _erase_image(eraser: "FaceEraser", job: Job, options: JobOptions) -> dict[str, Any]:
     check_single_frame(job.source)
-    result = eraser(load_image(job.source, max_pixels=options.max_pixels))
+    pixels, alpha = load_image_with_alpha(job.source, max_pixels=options.max_pixels)
+    result = eraser(pixels)
     exif = allowed_exif(job.source) if options.keep_metadata else None
-    write_image(result.anonymized, job.destination, exif=exif)
+    write_image(result.anonymized, job.destination, exif=exif, alpha=alpha)
     return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
             "n_regions": len(result.regions)}
 

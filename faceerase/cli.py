@@ -30,12 +30,14 @@ from typing import Any, NoReturn
 import numpy as np
 from tqdm import tqdm
 
-from faceerase.anonymize import METHODS
-from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan, process_job,
-                             record_context)
+from faceerase import __version__
+from faceerase.anonymize import BLUR_SIGMA_FRACTION, METHODS, MOSAIC_BLOCKS
+from faceerase.batch import (ANONYMIZED, AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan,
+                             process_job, record_context)
 from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
+from faceerase.onnx_model import CPU_PROVIDER, execution_providers
 from faceerase.outputs import atomic_output, printable, remove_stale_temp_files
 from faceerase.pipeline import BACKENDS, FaceEraser, ModelLoadError, load_model
 from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
@@ -79,6 +81,26 @@ def _int_at_least(minimum: int):
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value:g}")
+    return value
+
+
+def _execution_provider(name: str) -> str:
+    available = execution_providers()
+    if name not in available:
+        raise argparse.ArgumentTypeError(
+            f"unknown execution provider {name!r}; available here: "
+            f"{', '.join(available) or 'none (onnxruntime is not installed)'}")
+    return name
+
+
 _ANONYMIZE_EPILOG = (
     "Every input is accounted for in the summary and the --report: images (single-frame "
     f"{', '.join(sorted(IMAGE_EXTENSIONS))}) and videos are anonymized; multi-frame images (animated GIF, PNG or "
@@ -100,8 +122,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                             "inference.json, else 1024)")
     group.add_argument("--batch-size", type=_positive_int, default=8, help="frames per network pass (default: 8)")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
-                       help="network runtime: onnx (onnxruntime, CPU), torch, or auto: onnx on the CPU, else torch "
+                       help="network runtime: onnx (onnxruntime), torch, or auto: onnx on the CPU, else torch "
                             "(default: auto)")
+    group.add_argument("--execution-provider", type=_execution_provider, metavar="NAME",
+                       help="onnxruntime execution provider of the onnx backend, e.g. CUDAExecutionProvider (an "
+                            f"unknown NAME lists those installed; default: {CPU_PROVIDER}); implies --backend onnx")
     group.add_argument("--threshold", type=_threshold, default=("auto", None), metavar="auto|seed|FLOAT",
                        help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
 
@@ -111,6 +136,15 @@ def _erase_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
     parser.add_argument("--dilation", type=_non_negative_int, metavar="PX",
                         help="grow the mask by this many pixels (default: the model's inference.json, else 8)")
+    parser.add_argument("--dilation-ratio", type=_non_negative_float, metavar="R",
+                        help="grow each region by R x its box's longer side where that is more than --dilation "
+                             "(default: the model's inference.json, else 0)")
+    parser.add_argument("--mosaic-size", type=_positive_int, metavar="BLOCKS",
+                        help="--method mosaic: blocks along each region's longer side; fewer is coarser "
+                             f"(default: {MOSAIC_BLOCKS})")
+    parser.add_argument("--blur-strength", type=_positive_float, metavar="F",
+                        help="--method blur: Gaussian sigma as a fraction of each region's longer side; larger is "
+                             f"blurrier (default: {BLUR_SIGMA_FRACTION})")
     parser.add_argument("--mask-shape", choices=MASK_SHAPES,
                         help="predicted mask (default), or an ellipse/box per region")
     parser.add_argument("--max-pixels", type=_positive_int, metavar="N",
@@ -157,6 +191,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``faceerase`` command."""
     parser = _Parser(prog="faceerase", description="Find every face with a U-Net and erase it.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     anon = commands.add_parser(
@@ -179,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
                            "it must not be an input or an output")
+    anon.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress bars (errors, warnings and the summary are still printed)")
     _model_options(anon)
     _engine_options(anon)
     anon.set_defaults(handler=_cmd_anonymize)
@@ -260,12 +297,17 @@ def _load_model(args: argparse.Namespace, device: str | None):
         raise UsageError(f"cannot load the model: {error}") from None
 
 
-def _eraser_args(args: argparse.Namespace, **post: Any) -> EraserArgs:
-    """The eraser's arguments from the model options, with the post-processing options ``post``."""
+def _eraser_args(args: argparse.Namespace, *, post: bool = True) -> EraserArgs:
+    """The eraser's arguments from the model options, and with ``post`` from the erase options."""
     mode, value = args.threshold
+    if args.execution_provider is not None and args.backend == "torch":
+        raise UsageError("--execution-provider is for the onnx backend, not --backend torch")
+    erase = {"method": args.method, "dilation": args.dilation, "dilation_ratio": args.dilation_ratio,
+             "mask_shape": args.mask_shape, "mosaic_blocks": args.mosaic_size,
+             "blur_strength": args.blur_strength} if post else {}
     return EraserArgs(model=args.model, revision=args.revision, device=args.device, backend=args.backend,
                       threshold_mode=mode, threshold_value=value, batch_size=args.batch_size,
-                      input_size=args.input_size, **post)
+                      input_size=args.input_size, execution_provider=args.execution_provider, **erase)
 
 
 def _make_eraser(eraser_args: EraserArgs) -> tuple[FaceEraser, dict[str, Any]]:
@@ -289,6 +331,9 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     ray_options = [f"--{name.replace('_', '-')}" for name in _RAY_OPTIONS if getattr(args, name) is not None]
     if args.engine == "local" and ray_options:
         raise UsageError(f"{ray_options[0]} only applies to --engine ray")
+    if args.gpus_per_actor and args.execution_provider is not None:
+        raise UsageError("GPU actors (--gpus-per-actor) run the torch backend; --execution-provider is for the "
+                         "onnx backend")
     if args.webcam is not None:
         if args.paths:
             raise UsageError("give either PATHs or --webcam, not both")
@@ -314,15 +359,15 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         print(printable(f"removed {path}, a temporary file left by an interrupted run"), file=sys.stderr)
     options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels,
                          temporal_window=args.temporal_window, resume=args.resume)
-    eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    eraser_args = _eraser_args(args)
     with contextlib.ExitStack() as stack:
         if args.engine == "ray":
             records = _ray_records(stack, args, todo.jobs, eraser_args, options)
         else:
-            records = _local_records(todo.jobs, eraser_args, options)
+            records = _local_records(todo.jobs, eraser_args, options, progress=not args.quiet)
         report = stack.enter_context(_open_report(args.report, args.resume))
         files = tqdm(records, desc="files", unit="file", total=len(todo.jobs), file=sys.stderr,
-                     disable=len(todo.jobs) < 2)
+                     disable=args.quiet or len(todo.jobs) < 2)
         summary = account_for(todo, files, report, on_record=_announce)
     print(summary)
     return 1 if summary.failed else 0
@@ -341,7 +386,7 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.report is not None:
         _check_dataset_report(args.report, args.source, args.output)
-    eraser_args = _eraser_args(args, method=args.method, dilation=args.dilation, mask_shape=args.mask_shape)
+    eraser_args = _eraser_args(args)
     options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
                if name not in ("model", "revision") and value is not None}
     # What this command prepares on the way stays out of the source folder and the caches: whatever loading the
@@ -397,8 +442,10 @@ def _left_out_summary(left_out: RunSummary) -> str:
             f"{f' ({reasons})' * bool(reasons)}; ")
 
 
-def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions) -> Iterator[dict[str, Any]]:
-    """The records of ``jobs`` anonymized one after the other in this process (the model loads first)."""
+def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions, *,
+                   progress: bool) -> Iterator[dict[str, Any]]:
+    """The records of ``jobs`` anonymized one after the other in this process (the model loads first); with
+    ``progress``, a progress bar over the frames of each video."""
     if not jobs:
         return iter(())
     eraser, identity = _make_eraser(eraser_args)
@@ -406,7 +453,7 @@ def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions
 
     def records() -> Iterator[dict[str, Any]]:
         for job in jobs:
-            with _frame_bar(job) as on_frame:
+            with _frame_bar(job, progress) as on_frame:
                 yield process_job(eraser, job, options, context, on_frame=on_frame)
     return records()
 
@@ -443,9 +490,10 @@ def _open_report(path: Path | None, resume: bool) -> contextlib.AbstractContextM
 
 
 @contextlib.contextmanager
-def _frame_bar(job: Job) -> Iterator[Callable[[int], object] | None]:
-    """A progress bar over the frames of a video job, yielding its update function (None for an image)."""
-    if job.kind != "video":
+def _frame_bar(job: Job, progress: bool) -> Iterator[Callable[[int], object] | None]:
+    """A progress bar over the frames of a video job, yielding its update function (None for an image, or
+    without ``progress``)."""
+    if job.kind != "video" or not progress:
         yield None
         return
     try:
@@ -458,7 +506,7 @@ def _frame_bar(job: Job) -> Iterator[Callable[[int], object] | None]:
 
 def _announce(record: dict[str, Any]) -> None:
     """Print the warnings of an anonymized file and the error of a failed input (above the progress bars)."""
-    if record["status"] == "ok":
+    if record["status"] == ANONYMIZED:
         for warning in record.get("warnings", []):
             tqdm.write(printable(f"warning: {record['input']}: {warning}"), file=sys.stderr)
     elif record["status"] == "failed":
@@ -517,12 +565,12 @@ def _run_webcam(args: argparse.Namespace) -> int:
     first = next(frames, None)
     if first is None:
         raise UsageError(f"camera {args.webcam} gives no frames")
-    eraser, _ = _make_eraser(_eraser_args(args, method=args.method, dilation=args.dilation,
-                                          mask_shape=args.mask_shape))
+    eraser, _ = _make_eraser(_eraser_args(args))
     print(printable(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop"), file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _until_ctrl_c(chain([first], frames)) as stream, tqdm(unit="frame", file=sys.stderr) as bar:
+        with _until_ctrl_c(chain([first], frames)) as stream, \
+                tqdm(unit="frame", file=sys.stderr, disable=args.quiet) as bar:
             summary = write_anonymized_video(eraser, stream, out, _WEBCAM_FPS, temporal_window=args.temporal_window,
                                              batch_size=1, on_frame=bar.update)
     except (VideoError, OSError) as error:
@@ -556,7 +604,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise UsageError(f"WIDER FACE folder not found: {args.data}")
-    eraser, identity = _make_eraser(_eraser_args(args))
+    eraser, identity = _make_eraser(_eraser_args(args, post=False))
     try:
         report = evaluate_widerface(eraser, args.data, split=args.split, limit=args.limit)
     except (ValueError, OSError) as error:

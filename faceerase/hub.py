@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
@@ -82,10 +85,11 @@ def load_model(
 
 
 def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | None = None,
-                    threads: int | None = None) -> OnnxFaceModel:
+                    threads: int | None = None, provider: str | None = None) -> OnnxFaceModel:
     """Load the ``model.onnx`` of a model folder or Hub repo as an onnxruntime runner, without torch.
 
-    ``name_or_path`` and ``revision`` are as for :func:`load_model` (None: the embedded model). The runner's
+    ``name_or_path`` and ``revision`` are as for :func:`load_model` (None: the embedded model); ``threads`` and
+    ``provider`` as for :class:`~faceerase.onnx_model.OnnxFaceModel`. The runner's
     settings are the ``inference.json`` beside the file when there is one (as :func:`load_model`'s are), else
     those embedded in the file. The weights the file holds must be those it was exported with, and when
     ``model.safetensors`` lies beside it, its fingerprint must be the one the file was exported from.
@@ -100,17 +104,18 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
 
     source = _default_source(name_or_path, ONNX_NAME)
     where = str(source) + (f" (revision {revision})" if revision else "")
-    onnx_path = _model_file(source, ONNX_NAME, revision)
+    offline = None if _is_local(source) else _offline_reason()
+    onnx_path = _model_file(source, ONNX_NAME, revision, offline)
     if onnx_path is None:
         raise OnnxUnavailableError(f"{where} has no {ONNX_NAME} (write one with `faceerase export-onnx {source}`)")
     try:
-        runner = OnnxFaceModel(onnx_path, threads=threads)
+        runner = OnnxFaceModel(onnx_path, threads=threads, provider=provider)
     except ModelLoadError:  # an edited file, or one whose weights cannot be checked
         raise
     except Exception as e:  # onnx and onnxruntime raise their own types for unreadable files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{onnx_path} is not a readable FaceErase ONNX model: {reason}") from None
-    weights = _model_file(source, WEIGHTS_NAME, revision)
+    weights = _model_file(source, WEIGHTS_NAME, revision, offline)
     if weights is not None:
         try:
             fingerprint = file_weights_sha256(weights)
@@ -119,7 +124,7 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
         if fingerprint != runner.weights_sha256():
             raise OnnxUnavailableError(f"{onnx_path} was not exported from these weights ({WEIGHTS_NAME} beside it); "
                                        f"refresh it with `faceerase export-onnx {source}`", stale=True)
-    settings = _model_file(source, SETTINGS_NAME, revision)
+    settings = _model_file(source, SETTINGS_NAME, revision, offline)
     if settings is not None:
         runner.inference_settings = InferenceSettings.from_file(settings)
     elif runner.inference_settings is None:
@@ -135,19 +140,38 @@ def _default_source(name_or_path: str | Path | None, needed: str) -> str | Path:
     return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / needed).is_file() else DEFAULT_REPO_ID
 
 
-def _model_file(source: str | Path, name: str, revision: str | None) -> Path | None:
-    """Path of the file ``name`` of a model folder or Hub repo (downloaded), or None when it has none."""
+def _model_file(source: str | Path, name: str, revision: str | None, offline: str | None) -> Path | None:
+    """Path of the file ``name`` of a model folder or Hub repo (downloaded, or from the cache alone when
+    ``offline`` says why the Hub cannot be reached), or None when it has none."""
     if _is_local(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"no model folder at {folder}")
         return folder / name if (folder / name).is_file() else None
     repo_id = str(source)
-    with _hub_errors(repo_id, revision):
+    with _hub_errors(repo_id, revision, offline):
         try:
-            return Path(hf_hub_download(repo_id, name, revision=revision))
+            return Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=offline is not None))
         except (EntryNotFoundError, LocalEntryNotFoundError):
+            if offline and not isinstance(try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision), str):
+                raise  # nothing of the repo is cached: _hub_errors says so
             return None
+
+
+def _offline_reason() -> str | None:
+    """Why the Hugging Face Hub cannot be reached now, so that models load from the cache at once instead of
+    retrying for half a minute: ``HF_HUB_OFFLINE`` is set, or the Hub's host name does not resolve (no network).
+    None when it may be reachable (also behind a proxy, which resolves the name itself)."""
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    if {"https", "all"} & urllib.request.getproxies().keys():
+        return None
+    host = urlparse(constants.ENDPOINT).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except (OSError, UnicodeError):
+        return f"{host} cannot be resolved: no network?"
+    return None
 
 
 def _is_local(name_or_path: str | Path) -> bool:
@@ -173,16 +197,18 @@ def _load_local(folder: Path) -> FaceEraseUNet:
 
 def _load_hub(repo_id: str, revision: str | None) -> FaceEraseUNet:
     where = repo_id + (f" (revision {revision})" if revision else "")
-    with _hub_errors(repo_id, revision):
+    offline = _offline_reason()
+    with _hub_errors(repo_id, revision, offline):
         try:
-            return _from_pretrained(repo_id, where, revision=revision)
+            return _from_pretrained(repo_id, where, revision=revision, local_files_only=offline is not None)
         except RemoteEntryNotFoundError:
             raise ModelLoadError(f"Hub repo {where} has no {WEIGHTS_NAME}") from None
 
 
 @contextlib.contextmanager
-def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
-    """Turn the Hub client's errors about ``repo_id`` into one-line :class:`ModelLoadError` s."""
+def _hub_errors(repo_id: str, revision: str | None, offline: str | None = None) -> Iterator[None]:
+    """Turn the Hub client's errors about ``repo_id`` into one-line :class:`ModelLoadError` s; ``offline`` is
+    why the Hub cannot be reached (:func:`_offline_reason`), when files come from the cache alone."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
@@ -197,6 +223,10 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
     except RevisionNotFoundError:
         raise ModelLoadError(f"Hub repo {repo_id} has no revision {revision!r}") from None
     except OSError as e:
+        if offline and isinstance(e, LocalEntryNotFoundError):
+            raise ModelLoadError(
+                f"could not download {where} from the Hugging Face Hub offline ({offline}) and it is not in the "
+                "Hugging Face cache: download it once with a network, or pass a local model folder") from None
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(
             f"could not download {where} from the Hugging Face Hub ({reason}). Check the "

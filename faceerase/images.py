@@ -1,5 +1,5 @@
 """Image files: any supported input becomes an RGB uint8 array, or a clear error; results are written atomically
-with no metadata but an allow-listed EXIF block."""
+with no metadata but an allow-listed EXIF block, and with the input's transparency in the formats that hold it."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ MAX_PIXELS = 40_000_000
 of RGB and a few times that while it is anonymized; larger uploads cost minutes and gigabytes."""
 MAX_PIXELS_ENV = "FACEERASE_MAX_PIXELS"
 """Environment variable that replaces :data:`MAX_PIXELS` as the default limit."""
+ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
+"""PIL formats whose files keep an alpha channel given to :func:`write_image`; the others are composited over
+white."""
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -57,15 +60,31 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndar
     :func:`default_max_pixels`), before they are decoded; arrays, already in memory, have no limit.
     Raises :class:`InvalidImageError` for anything unusable.
     """
+    return _load(source, max_pixels, keep_alpha=False)
+
+
+def load_image_with_alpha(source: ImageSource, *, max_pixels: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``source`` as :func:`load_image` loads it, but transparent images are not composited: their RGB channels as
+    stored (what transparent pixels hide is anonymized too), and their alpha channel, uint8 (H, W); the alpha
+    is None for an opaque image."""
+    pixels = _load(source, max_pixels, keep_alpha=True)
+    if pixels.shape[2] == 3:
+        return pixels, None
+    return np.ascontiguousarray(pixels[:, :, :3]), np.ascontiguousarray(pixels[:, :, 3])
+
+
+def _load(source: ImageSource, max_pixels: int | None, keep_alpha: bool) -> np.ndarray:
+    """:func:`load_image`; with ``keep_alpha`` a transparent image is RGBA (H, W, 4), not composited."""
     limit = default_max_pixels() if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
-        rgb = _from_array(source)
+        rgb = _from_array(source, keep_alpha)
     elif isinstance(source, Image.Image):
-        rgb = _from_pil(source, "the PIL image", limit)
+        rgb = _from_pil(source, "the PIL image", limit, keep_alpha=keep_alpha)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise InvalidImageError("the image data is empty (0 bytes)")
-        rgb = _decode(io.BytesIO(bytes(source)), "the image data", limit)
+        rgb = _decode(io.BytesIO(bytes(source)), "the image data", limit, keep_alpha)
     elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -75,7 +94,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndar
         if path.stat().st_size == 0:
             raise InvalidImageError(f"{path} is empty (0 bytes)")
         with path.open("rb") as f:
-            rgb = _decode(f, str(path), limit)
+            rgb = _decode(f, str(path), limit, keep_alpha)
     else:
         raise InvalidImageError(
             f"unsupported image type {type(source).__name__}; "
@@ -87,7 +106,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndar
     return np.ascontiguousarray(rgb)
 
 
-def _decode(stream, name: str, max_pixels: int) -> np.ndarray:
+def _decode(stream, name: str, max_pixels: int, keep_alpha: bool) -> np.ndarray:
     try:
         image = Image.open(stream)
     except Image.DecompressionBombError:  # PIL's own guard, at 2 x PIL.Image.MAX_IMAGE_PIXELS
@@ -102,7 +121,7 @@ def _decode(stream, name: str, max_pixels: int) -> np.ndarray:
     except Exception as e:
         raise InvalidImageError(f"{name} is truncated or corrupt: {e}") from None
     with image:
-        return _from_pil(image, name, max_pixels, own=True)
+        return _from_pil(image, name, max_pixels, own=True, keep_alpha=keep_alpha)
 
 
 def _too_large(what: str, max_pixels: int) -> str:
@@ -111,8 +130,10 @@ def _too_large(what: str, max_pixels: int) -> str:
             f"(--max-pixels of the faceerase command and of app.py) or the {MAX_PIXELS_ENV} environment variable")
 
 
-def _from_pil(image: Image.Image, name: str, max_pixels: int, own: bool = False) -> np.ndarray:
-    """RGB array of ``image``, rotated upright; an image decoded here (``own``) is rotated in place, uncopied."""
+def _from_pil(image: Image.Image, name: str, max_pixels: int, own: bool = False, keep_alpha: bool = False
+              ) -> np.ndarray:
+    """RGB array of ``image`` (RGBA for a transparent one with ``keep_alpha``), rotated upright; an image decoded
+    here (``own``) is rotated in place, uncopied."""
     width, height = image.size
     if width * height > max_pixels:
         raise InvalidImageError(_too_large(f"{name} is {width}x{height} = {width * height:,} pixels", max_pixels))
@@ -127,11 +148,11 @@ def _from_pil(image: Image.Image, name: str, max_pixels: int, own: bool = False)
     if mode == "F":
         return _from_array(np.asarray(image))
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-        return _from_array(np.asarray(image.convert("RGBA")))
+        return _from_array(np.asarray(image.convert("RGBA")), keep_alpha)
     return np.asarray(image if mode == "RGB" else image.convert("RGB"))
 
 
-def _from_array(array: np.ndarray) -> np.ndarray:
+def _from_array(array: np.ndarray, keep_alpha: bool = False) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
@@ -147,7 +168,7 @@ def _from_array(array: np.ndarray) -> np.ndarray:
             f"unsupported array dtype {array.dtype}; use uint8 (0-255) or float (0-1)")
     if array.shape[2] == 1:
         return np.repeat(array, 3, axis=2)
-    if array.shape[2] == 4:
+    if array.shape[2] == 4 and not keep_alpha:
         alpha = array[:, :, 3:].astype(np.float32) / 255
         return np.rint(array[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
     return array
@@ -168,20 +189,26 @@ def check_single_frame(source: Path | bytes) -> None:
                                 f"are anonymized")
 
 
-def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None) -> None:
+def write_image(pixels: np.ndarray, destination: Path, *, exif: bytes | None = None,
+                alpha: np.ndarray | None = None) -> None:
     """Encode RGB uint8 ``pixels`` to ``destination`` atomically, with no metadata other than ``exif``; the
-    format comes from its extension, one of :data:`IMAGE_EXTENSIONS` (JPEG and WebP at quality 95)."""
+    format comes from its extension, one of :data:`IMAGE_EXTENSIONS` (JPEG and WebP at quality 95). ``alpha``
+    (uint8 (H, W)) is kept by the :data:`ALPHA_FORMATS`; the others get ``pixels`` composited over white."""
     suffix = destination.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise ValueError(f"cannot write an image to {destination}: its extension must be one of "
                          f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
     with atomic_output(destination) as tmp:  # an encoder error, too, names the destination
-        tmp.write_bytes(encode_image(pixels, Image.registered_extensions()[suffix], exif=exif))
+        tmp.write_bytes(encode_image(pixels, Image.registered_extensions()[suffix], exif=exif, alpha=alpha))
 
 
-def encode_image(pixels: np.ndarray, fmt: str, *, exif: bytes | None = None) -> bytes:
+def encode_image(pixels: np.ndarray, fmt: str, *, exif: bytes | None = None,
+                 alpha: np.ndarray | None = None) -> bytes:
     """RGB uint8 ``pixels`` encoded as the PIL format ``fmt`` (``"JPEG"``, ``"PNG"``, ...) with no metadata other
-    than ``exif``: JPEG and WebP at quality 95."""
+    than ``exif``: JPEG and WebP at quality 95. ``alpha`` is kept as in :func:`write_image`."""
+    if alpha is not None:
+        rgba = np.dstack([pixels, alpha])
+        pixels = rgba if fmt in ALPHA_FORMATS else _from_array(rgba)
     options: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if exif:
         options["exif"] = exif

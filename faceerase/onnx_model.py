@@ -33,6 +33,26 @@ OPSET = 17
 GRAPH_FINGERPRINT = "faceerase.onnx_weights_sha256"
 """Metadata key of :func:`~faceerase.fingerprint.onnx_weights_sha256` of the exported graph."""
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def execution_providers() -> list[str]:
+    """The onnxruntime execution providers of this installation (:data:`CPU_PROVIDER` among them); none without
+    onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return onnxruntime.get_available_providers()
+
+
+def check_provider(provider: str) -> None:
+    """Raise :class:`ValueError`, naming the available ones, unless ``provider`` is one of
+    :func:`execution_providers`."""
+    available = execution_providers()
+    if provider not in available:
+        raise ValueError(f"unknown execution provider {provider!r}; available: "
+                         f"{', '.join(available) or 'none (onnxruntime is not installed)'}")
 
 
 class OnnxExportError(RuntimeError):
@@ -102,7 +122,7 @@ def _stdout_silenced():
 
 
 class OnnxFaceModel:
-    """Runs an exported FaceErase model with onnxruntime on the CPU; needs neither torch nor the weights file.
+    """Runs an exported FaceErase model with onnxruntime; needs neither torch nor the weights file.
 
     It offers what :class:`~faceerase.pipeline.FaceEraser` uses of a model (:meth:`predict_proba`,
     :attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
@@ -110,9 +130,11 @@ class OnnxFaceModel:
     Args:
         source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
         threads: intra-op threads (None: onnxruntime's default, one per core).
+        provider: the onnxruntime execution provider, one of :func:`execution_providers` (None: the CPU's); the
+            CPU runs what it does not support.
 
     Raises:
-        ValueError: ``source`` is not a FaceErase ONNX model.
+        ValueError: ``source`` is not a FaceErase ONNX model, or ``provider`` is not available.
         OnnxUnavailableError: the file has no fingerprint of its graph (an older export), so its
             weights cannot be checked; export it again.
         ModelLoadError: its weights are not those it was exported with (the file was edited).
@@ -122,9 +144,12 @@ class OnnxFaceModel:
     name_or_path: str | None = None
     revision: str | None = None
 
-    def __init__(self, source: str | Path | bytes, *, threads: int | None = None):
+    def __init__(self, source: str | Path | bytes, *, threads: int | None = None, provider: str | None = None):
         import onnx
         import onnxruntime as ort
+
+        provider = provider or CPU_PROVIDER
+        check_provider(provider)
 
         data = source if isinstance(source, bytes) else Path(source).read_bytes()  # checked and run: one read
         proto = onnx.load_from_string(data)
@@ -135,7 +160,7 @@ class OnnxFaceModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(data, options, providers=list(dict.fromkeys([provider, CPU_PROVIDER])))
         self.size_divisor = int(meta["faceerase.size_divisor"])
         self.in_channels = int(meta["faceerase.in_channels"])
         self._weights_sha256 = meta.get("faceerase.weights_sha256")

@@ -7,6 +7,8 @@ up-to-date ``model.onnx``, erasing needs onnxruntime, OpenCV and numpy alone.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 import threading
 import warnings
 import weakref
@@ -19,14 +21,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from faceerase.anonymize import METHODS, anonymize
+from faceerase.anonymize import BLUR_SIGMA_FRACTION, METHODS, MOSAIC_BLOCKS, anonymize, check_strengths
 from faceerase.geometry import network_long_side, resize_long_side
 from faceerase.hub import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
     CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, OnnxUnavailableError,
     load_model, load_onnx_model, select_device)
 from faceerase.images import MIN_SIDE, ImageSource, load_image
 from faceerase.masks import MASK_SHAPES, Region, find_regions, refine_mask, shape_mask
-from faceerase.onnx_model import OnnxFaceModel
+from faceerase.onnx_model import OnnxFaceModel, check_provider
 from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
 
@@ -57,6 +59,8 @@ class EraseOptions:
     threshold_ceiling: float = DEFAULT_SETTINGS.threshold_ceiling
     mask_shape: str = "predicted"
     color: tuple[int, int, int] = (0, 0, 0)
+    mosaic_blocks: int = MOSAIC_BLOCKS
+    blur_strength: float = BLUR_SIGMA_FRACTION
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
@@ -72,6 +76,7 @@ class EraseOptions:
             raise ValueError("dilation, dilation_ratio and min_area must be >= 0")
         if not 0 <= self.threshold_floor <= self.threshold_ceiling <= 1:
             raise ValueError("need 0 <= threshold_floor <= threshold_ceiling <= 1")
+        check_strengths(self.mosaic_blocks, self.blur_strength)
 
 
 @dataclass
@@ -104,13 +109,17 @@ class FaceEraser:
         batch_size: images per network pass (equal network input sizes are batched together).
         threads: onnxruntime's threads for the network (None: one per core); give each of several processes
             sharing a machine its share of the cores.
-        backend: ``torch``; ``onnx`` (onnxruntime on the CPU: the ``model.onnx`` of the folder or repo when it
-            was exported from its weights, loaded without torch; else the model exported in memory once per
-            model object; same probabilities within 1e-5); or ``auto`` (default): ``onnx`` on the CPU when
-            onnxruntime is installed (its network 1.8-2.7x faster on 2 cores, benchmarks/results/model_speed_hub.md),
-            else ``torch``.
+        execution_provider: the onnxruntime execution provider of the onnx backend, one of
+            :func:`~faceerase.onnx_model.execution_providers` (None: the CPU's); given, ``auto`` picks ``onnx``.
+        backend: ``torch``; ``onnx`` (onnxruntime, on the CPU unless ``execution_provider``: the ``model.onnx``
+            of the folder or repo when it was exported from its weights, loaded without torch; else the model
+            exported in memory once per model object; same probabilities within 1e-5); or ``auto`` (default):
+            ``onnx`` on the CPU when onnxruntime is installed (its network 1.8-2.7x faster on 2 cores,
+            benchmarks/results/model_speed_hub.md), else ``torch``. Without a GPU driver, ``auto`` decides without
+            importing torch.
         threshold_mode, threshold_value, method, dilation, dilation_ratio, min_area, threshold_floor,
-            threshold_ceiling, mask_shape, color: the fields of :attr:`options` (:class:`EraseOptions`),
+            threshold_ceiling, mask_shape, color, mosaic_blocks, blur_strength: the fields of :attr:`options`
+            (:class:`EraseOptions`; :func:`~faceerase.anonymize.anonymize` says what the last three do),
             overridable per call of :meth:`postprocess`.
 
     Every setting left at None comes from the model's :class:`InferenceSettings` (``inference.json`` in its
@@ -136,9 +145,12 @@ class FaceEraser:
         threshold_ceiling: float | None = None,
         mask_shape: str | None = None,
         color: tuple[int, int, int] | None = None,
+        mosaic_blocks: int | None = None,
+        blur_strength: float | None = None,
         batch_size: int = 8,
         backend: str = "auto",
         threads: int | None = None,
+        execution_provider: str | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -148,8 +160,14 @@ class FaceEraser:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        if execution_provider is not None:
+            if backend == "torch":
+                raise ValueError("execution_provider is for the onnx backend; got backend 'torch'")
+            check_provider(execution_provider)
+            backend = "onnx"
         post = {"threshold_mode": threshold_mode, "threshold_value": threshold_value, "method": method,
-                "mask_shape": mask_shape, "color": None if color is None else tuple(color)}
+                "mask_shape": mask_shape, "color": None if color is None else tuple(color),
+                "mosaic_blocks": mosaic_blocks, "blur_strength": blur_strength}
         post = {name: value for name, value in post.items() if value is not None}
         EraseOptions(**post)  # invalid options fail here, before the model loads
         if backend == "auto":
@@ -163,11 +181,12 @@ class FaceEraser:
         if backend == "onnx":
             if device is not None and str(device) != "cpu":
                 raise ValueError(f"the onnx backend runs on the CPU; got device {device!r} (use backend='torch')")
-            self.model = _onnx_model(model, revision, threads)
+            self.model = _onnx_model(model, revision, threads, execution_provider)
             if isinstance(self.model, OnnxFaceModel):
                 self._onnx = self.model
             else:
-                self.device, self._onnx = select_device("cpu"), _onnx_runner(self.model, threads)
+                self.device = select_device("cpu")
+                self._onnx = _onnx_runner(self.model, threads, execution_provider)
         else:
             if isinstance(model, OnnxFaceModel):
                 raise ValueError("an OnnxFaceModel runs only on the onnx backend")
@@ -230,7 +249,8 @@ class FaceEraser:
         return EraseResult(
             image=image, probabilities=prob, threshold=threshold, mask=mask,
             regions=find_regions(mask, prob),
-            anonymized=anonymize(image, mask, options.method, color=options.color))
+            anonymized=anonymize(image, mask, options.method, color=options.color,
+                                 mosaic_blocks=options.mosaic_blocks, blur_strength=options.blur_strength))
 
     def __call__(self, image: ImageSource) -> EraseResult:
         """Erase the faces of one image."""
@@ -266,16 +286,30 @@ def _installed(package: str) -> bool:
 
 def _auto_backend(model: object, device: str | torch.device | None) -> str:
     """``onnx`` when the network will run on the CPU and onnxruntime is installed, else ``torch``; torch is
-    imported only to ask whether CUDA is there."""
+    imported only to ask whether CUDA is there, and only when a GPU driver is (:func:`_gpu_driver_present`)."""
     if not _installed("onnxruntime"):
         return "torch"
     if isinstance(model, OnnxFaceModel):
         return "onnx"
     if device is None:
-        if not _installed("torch"):
+        if not _installed("torch") or not _gpu_driver_present():
             return "onnx"
         return "onnx" if select_device().type == "cpu" else "torch"
     return "onnx" if str(device) == "cpu" else "torch"
+
+
+_GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+"""Files that exist on Linux when an NVIDIA (CUDA), AMD (ROCm) or WSL GPU driver is loaded."""
+
+
+def _gpu_driver_present() -> bool:
+    """Whether torch could find a CUDA device here, without importing torch (5 s): False on macOS and on Linux
+    without a GPU driver (no :data:`_GPU_DRIVER_FILES`), True elsewhere (torch then answers)."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(path) for path in _GPU_DRIVER_FILES)
+    return True
 
 
 def _torch_model(model: FaceEraseUNet | str | Path | None, revision: str | None,
@@ -287,37 +321,39 @@ def _torch_model(model: FaceEraseUNet | str | Path | None, revision: str | None,
 
 
 def _onnx_model(model: FaceEraseUNet | OnnxFaceModel | str | Path | None, revision: str | None,
-                threads: int | None) -> FaceEraseUNet | OnnxFaceModel:
+                threads: int | None, provider: str | None) -> FaceEraseUNet | OnnxFaceModel:
     """For the onnx backend: the ``model.onnx`` of a folder or repo when it is up to date (no torch), else the
     PyTorch model on the CPU, for :func:`_onnx_runner` to export."""
     if not (model is None or isinstance(model, (str, Path))):
         return model if isinstance(model, OnnxFaceModel) else model.to("cpu").eval()
     try:
-        return load_onnx_model(model, revision=revision, threads=threads)
+        return load_onnx_model(model, revision=revision, threads=threads, provider=provider)
     except OnnxUnavailableError:  # none, or a stale one (which _onnx_runner reports): export the weights
         return load_model(model, revision=revision, device="cpu")
 
 
-# One onnxruntime session per model object and thread count (the export takes seconds; erasers at other sizes
-# share it), made
-# under a lock: erasers may be built by concurrent threads (a web server's requests), and torch.onnx.export
-# fails when two run at once.
-_ONNX_RUNNERS: weakref.WeakKeyDictionary[FaceEraseUNet, dict[int | None, OnnxFaceModel]] = weakref.WeakKeyDictionary()
+# One onnxruntime session per model object, thread count and execution provider (the export takes seconds; erasers
+# at other sizes share it), made under a lock: erasers may be built by concurrent threads (a web server's requests),
+# and torch.onnx.export fails when two run at once.
+_ONNX_RUNNERS: weakref.WeakKeyDictionary[FaceEraseUNet, dict[tuple[int | None, str | None], OnnxFaceModel]] = \
+    weakref.WeakKeyDictionary()
 _ONNX_LOCK = threading.Lock()
 
 
-def _onnx_runner(model: FaceEraseUNet, threads: int | None) -> OnnxFaceModel:
+def _onnx_runner(model: FaceEraseUNet, threads: int | None, provider: str | None) -> OnnxFaceModel:
     """An onnxruntime runner for a PyTorch model: the ``model.onnx`` of the folder or repo it was loaded from
     when it was exported from these weights, else ``model`` exported now (once per model object)."""
     from faceerase.onnx_model import export_onnx
 
     with _ONNX_LOCK:
         runners = _ONNX_RUNNERS.setdefault(model, {})
-        if threads not in runners:
+        key = (threads, provider)
+        if key not in runners:
             runner = None
             if model.name_or_path is not None:
                 try:
-                    runner = load_onnx_model(model.name_or_path, revision=model.revision, threads=threads)
+                    runner = load_onnx_model(model.name_or_path, revision=model.revision, threads=threads,
+                                             provider=provider)
                 except OnnxUnavailableError as e:
                     if e.stale:
                         warnings.warn(f"{e}; exporting the model again meanwhile", UserWarning, stacklevel=3)
@@ -325,8 +361,8 @@ def _onnx_runner(model: FaceEraseUNet, threads: int | None) -> OnnxFaceModel:
                     pass  # unreadable, or the repo is unreachable: export instead
             if runner is not None and runner.weights_sha256() != model.weights_sha256():
                 runner = None  # the weights were changed in memory since loading
-            runners[threads] = runner or OnnxFaceModel(export_onnx(model), threads=threads)
-        return runners[threads]
+            runners[key] = runner or OnnxFaceModel(export_onnx(model), threads=threads, provider=provider)
+        return runners[key]
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from faceerase.batch import AuditReport, Plan, failure_record, skip_record
+from faceerase.batch import ANONYMIZED, AuditReport, Plan, failure_record, skip_record
 
 if TYPE_CHECKING:
     from faceerase.pipeline import FaceEraser
@@ -27,9 +27,10 @@ class EraserArgs:
     """The arguments of a :class:`~faceerase.pipeline.FaceEraser`, picklable, so that another process (a Ray
     actor) builds the eraser the ``faceerase`` command builds.
 
-    None leaves a setting to the library: ``model`` the embedded model, ``input_size`` and ``dilation`` the
-    model's ``inference.json``, ``method`` and ``mask_shape`` the eraser's defaults, ``threads`` onnxruntime's
-    (one per core). ``threshold_mode`` is one of
+    None leaves a setting to the library: ``model`` the embedded model, ``input_size``, ``dilation`` and
+    ``dilation_ratio`` the model's ``inference.json``, ``method``, ``mask_shape``, ``mosaic_blocks`` and
+    ``blur_strength`` the eraser's defaults, ``threads`` onnxruntime's (one per core), ``execution_provider`` the
+    CPU. ``threshold_mode`` is one of
     :data:`faceerase.thresholds.THRESHOLD_MODES`; ``threshold_value`` goes with ``"fixed"``.
     """
 
@@ -43,8 +44,12 @@ class EraserArgs:
     input_size: int | None = None
     method: str | None = None
     dilation: int | None = None
+    dilation_ratio: float | None = None
     mask_shape: str | None = None
+    mosaic_blocks: int | None = None
+    blur_strength: float | None = None
     threads: int | None = None
+    execution_provider: str | None = None
 
     def build(self) -> tuple[FaceEraser, dict[str, Any]]:
         """The eraser, and the identity of the model it loaded as the records name it (``id``, ``revision``,
@@ -76,7 +81,7 @@ class RunSummary:
 
     def add(self, record: dict[str, Any], skip_reason: str | None = None) -> None:
         """Count the audit ``record``; a skip counts under ``skip_reason`` (default: the record's reason)."""
-        if record["status"] == "ok":
+        if record["status"] == ANONYMIZED:
             self.anonymized += 1
             self.warned += bool(record.get("warnings"))
             self.regions += record["n_regions"]

@@ -1,7 +1,8 @@
-"""Fixtures for the app, CLI and video tests: a tiny model with a known output, media files, app servers.
+"""Helpers of the app, CLI and video tests: a tiny model with a known output, media files, ``python app.py`` in a
+subprocess.
 
-Test modules import what they use (``from fixtures_app import ...``); the app servers are started once per
-test session however many modules use them.
+Plain functions and classes, no fixtures: test modules and ``conftest.py`` (which holds the fixtures built on
+them) import what they use (``from fixtures_app import ...``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from faceerase.model import FaceEraseUNet
@@ -37,14 +37,6 @@ def make_low_model() -> FaceEraseUNet:
         model.head.weight.mul_(0.01 / model.head.weight.abs().max())
         model.head.bias.fill_(LOW_LOGIT)
     return model
-
-
-@pytest.fixture(scope="session")
-def low_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder with :func:`make_low_model` saved by ``save_pretrained``."""
-    folder = tmp_path_factory.mktemp("low-model")
-    make_low_model().save_pretrained(folder)
-    return folder
 
 
 def write_video(path: Path, frames: int = 10, size: tuple[int, int] = (96, 64), fps: float = 12.0) -> None:
@@ -72,7 +64,7 @@ def write_image(path: Path, size: tuple[int, int] = (80, 60), value: int | None 
     cv2.imwrite(str(path), image[:, :, ::-1])
 
 
-# --------------------------------------------------------------------------- app servers
+# --------------------------------------------------------------------------- app server
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -119,26 +111,3 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-
-_SERVERS: dict[str, AppServer] = {}
-
-
-@pytest.fixture(scope="session")
-def app_servers(low_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AppServer]:
-    """Two app servers started together: ``ok`` on the tiny model, ``broken`` on a model that cannot load."""
-    if not _SERVERS:
-        logs = tmp_path_factory.mktemp("app-logs")
-        missing = str(logs / "no-such-model")
-        started = {"ok": AppServer(str(low_model_dir), logs / "ok.log"),
-                   "broken": AppServer(missing, logs / "broken.log")}
-        try:
-            for server in started.values():
-                server.wait()
-        except RuntimeError:
-            for server in started.values():
-                server.stop()
-            raise
-        _SERVERS.update(started)
-    yield _SERVERS
-    for server in _SERVERS.values():
-        server.stop()

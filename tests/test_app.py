@@ -1,4 +1,5 @@
-"""The Gradio app, driven through gradio_client against real ``python app.py`` subprocesses."""
+"""The Gradio app, driven through gradio_client against its server (started in this process as ``python app.py``
+starts it: ``conftest.app_urls``)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from fixtures_app import app_servers, low_model_dir, write_image  # noqa: E402,F401  (fixtures)
+from fixtures_app import write_image  # noqa: E402
+
+pytestmark = pytest.mark.slow  # an app server: Gradio alone takes seconds to import
 
 CONTROLS = dict(mode="auto", fixed=0.5, method="inpaint_telea", dilation=2, shape="predicted", size=256)
 
 
 @pytest.fixture(scope="module")
-def client(app_servers):  # noqa: F811
-    return gradio_client.Client(app_servers["ok"].url, verbose=False)
+def client(app_urls):
+    return gradio_client.Client(app_urls["ok"], verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -95,25 +98,25 @@ def test_uploads_over_the_pixel_limit_are_refused_with_the_limit(client, photo, 
     assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
 
 
-def test_model_load_failure_is_shown_in_the_page(app_servers):  # noqa: F811
-    with urllib.request.urlopen(app_servers["broken"].url + "config", timeout=10) as response:
+def test_model_load_failure_is_shown_in_the_page(app_urls):
+    with urllib.request.urlopen(app_urls["broken"] + "config", timeout=10) as response:
         config = json.load(response)
     texts = [c.get("props", {}).get("value") for c in config["components"]]
     assert any(isinstance(t, str) and "could not be loaded" in t and "no model folder" in t for t in texts)
-    client = gradio_client.Client(app_servers["broken"].url, verbose=False)
+    client = gradio_client.Client(app_urls["broken"], verbose=False)
     with pytest.raises(gradio_client.exceptions.AppError, match="model is not loaded"):
         client.predict(gradio_client.handle_file(str(Path(__file__).parents[1] / "faceerase/examples/coffee.jpg")),
                        *CONTROLS.values(), api_name="/erase")
 
 
-def test_concurrent_identical_requests_all_succeed(app_servers, tmp_path):  # noqa: F811
+def test_concurrent_identical_requests_all_succeed(app_urls, tmp_path):
     """Identical outputs of concurrent requests must not be rewritten while another request downloads them."""
     noisy = tmp_path / "noisy.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)).save(noisy)
     users, requests = 8, 3
 
     def user(index: int) -> list[str]:
-        client = gradio_client.Client(app_servers["ok"].url, verbose=False, download_files=tmp_path / f"u{index}")
+        client = gradio_client.Client(app_urls["ok"], verbose=False, download_files=tmp_path / f"u{index}")
         errors = []
         for _ in range(requests):
             try:

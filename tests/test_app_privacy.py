@@ -1,5 +1,5 @@
-"""What the app keeps of its users' photos: on disk after it stops, and across sessions (real ``python app.py``
-subprocesses driven through gradio_client)."""
+"""What the app keeps of its users' photos: on disk after it stops (real ``python app.py`` subprocesses), and
+across sessions (its server in this process: ``conftest.app_urls``), driven through gradio_client."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from fixtures_app import AppServer, app_servers, low_model_dir, write_image  # noqa: E402,F401  (fixtures)
+from fixtures_app import AppServer, write_image  # noqa: E402
+
+pytestmark = pytest.mark.slow  # app servers: Gradio alone takes seconds to import
 
 CONTROLS = ("auto", 0.5, "inpaint_telea", 2, "predicted", 256)  # mode, fixed, method, dilation, shape, size
 
@@ -38,7 +40,7 @@ def gps_photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_sigterm_stops_the_server_and_leaves_nothing_of_the_upload(low_model_dir, gps_photo, tmp_path):  # noqa: F811
+def test_sigterm_stops_the_server_and_leaves_nothing_of_the_upload(low_model_dir, gps_photo, tmp_path):
     temp = tmp_path / "gradio-temp"
     server = AppServer(str(low_model_dir), tmp_path / "app.log", temp_dir=temp).wait()
     try:
@@ -53,7 +55,7 @@ def test_sigterm_stops_the_server_and_leaves_nothing_of_the_upload(low_model_dir
     assert files_under(temp) == []
 
 
-def test_a_starting_server_removes_only_what_its_own_stopped_servers_left(low_model_dir, tmp_path):  # noqa: F811
+def test_a_starting_server_removes_only_what_its_own_stopped_servers_left(low_model_dir, tmp_path):
     temp = tmp_path / "gradio-temp"
     stale, live, foreign = temp / "faceerase-server-stale", temp / "faceerase-server-live", temp / "other-app"
     for folder in (stale / "faceerase-request", live, foreign):
@@ -75,10 +77,10 @@ def test_a_starting_server_removes_only_what_its_own_stopped_servers_left(low_mo
         os.close(lock)
 
 
-def test_cached_probabilities_serve_only_the_session_that_computed_them(app_servers, tmp_path):  # noqa: F811
+def test_cached_probabilities_serve_only_the_session_that_computed_them(app_urls, tmp_path):
     photo = tmp_path / "shared.png"
     write_image(photo, size=(100, 70))
-    alice, bob = (gradio_client.Client(app_servers["ok"].url, verbose=False, download_files=tmp_path / name)
+    alice, bob = (gradio_client.Client(app_urls["ok"], verbose=False, download_files=tmp_path / name)
                   for name in ("alice", "bob"))
     assert "network skipped" not in erase(alice, photo)[-1]
     assert "network skipped" not in erase(bob, photo)[-1]  # the same photo, sent by another session

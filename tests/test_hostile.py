@@ -23,8 +23,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 
 from faceerase import cli, video
-from fixtures_app import REPO, low_model_dir, write_image, write_video  # noqa: F401  (fixture)
-from test_cli import run  # noqa: F401  (fixture: the CLI in-process on a tiny model)
+from fixtures_app import REPO, write_image, write_video
 
 ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 2, 3, 4, 5, 7
 MAKER_NOTE, SERIAL = ExifTags.Base.MakerNote.value, ExifTags.Base.BodySerialNumber.value
@@ -239,7 +238,7 @@ def test_resume_appends_to_the_report(run, tmp_path):
     assert run("anonymize", tmp_path / "in", "-o", tmp_path / "out", "--report", report, "--resume")[0] == 0
     assert report.read_text().startswith(first)
     assert [(Path(r["input"]).name, r["status"]) for r in records(report)] == [
-        ("a.png", "ok"), ("b.png", "ok"), ("a.png", "skipped"), ("b.png", "ok")]
+        ("a.png", "anonymized"), ("b.png", "anonymized"), ("a.png", "skipped"), ("b.png", "anonymized")]
 
 
 # --------------------------------------------------------------------------- 3. video written, then checked
@@ -298,7 +297,7 @@ def test_every_entry_of_a_folder_is_anonymized_failed_or_skipped_with_a_reason(r
     outcome = {Path(r["input"]).name: (r["status"], r.get("error") or r.get("reason"))
                for r in records(tmp_path / "r.jsonl")}
     assert outcome == {
-        "good.png": ("ok", None), "still.gif": ("ok", None), "inner.png": ("ok", None),
+        "good.png": ("anonymized", None), "still.gif": ("anonymized", None), "inner.png": ("anonymized", None),
         "anim.gif": ("failed", "unsupported: multi-frame image (3 frames); only single-frame images are anonymized"),
         "pages.tif": ("failed", "unsupported: multi-frame image (2 frames); only single-frame images are anonymized"),
         "photo.heic": ("failed", "unsupported image format '.heic': convert it to JPEG or PNG first"),
@@ -310,7 +309,8 @@ def test_every_entry_of_a_folder_is_anonymized_failed_or_skipped_with_a_reason(r
         assert any(line.startswith("error: ") and name in line for line in err.splitlines()), name
 
 
-def test_special_files_named_on_the_command_line_fail_at_once(low_model_dir, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_special_files_named_on_the_command_line_fail_at_once(low_model_dir, tmp_path):
     write_image(tmp_path / "good.png")
     os.mkfifo(tmp_path / "pipe.jpg")  # opening it would wait for a writer for ever
     server = socket.socket(socket.AF_UNIX)
@@ -330,7 +330,7 @@ def test_special_files_named_on_the_command_line_fail_at_once(low_model_dir, tmp
     for name, kind in kinds.items():
         assert f"error: {tmp_path / name}: not a regular file ({kind})" in result.stderr.splitlines()
     outcome = {Path(r["input"]).name: (r["status"], r.get("error")) for r in records(tmp_path / "r.jsonl")}
-    assert outcome == {"good.png": ("ok", None),
+    assert outcome == {"good.png": ("anonymized", None),
                        **{name: ("failed", f"not a regular file ({kind})") for name, kind in kinds.items()}}
     assert files(tmp_path / "out") == ["good.png"]
 
@@ -369,7 +369,7 @@ def test_a_truncated_video_is_written_with_a_warning(run, tmp_path):
                f"(truncated or corrupt video?)")
     assert f"warning: {clip}: {warning}" in err
     [record] = records(tmp_path / "r.jsonl")
-    assert record["status"] == "ok" and record["frames"] == decodable and record["warnings"] == [warning]
+    assert record["status"] == "anonymized" and record["frames"] == decodable and record["warnings"] == [warning]
     assert video.count_frames(tmp_path / "out/clip.avi") == decodable
 
 

@@ -105,6 +105,7 @@ def _fake_hub_cache(cache: Path, repo_id: str, model_dir: Path) -> None:
     (repo / "refs" / "main").write_text(commit)
 
 
+@pytest.mark.slow
 def test_from_pretrained_repo_id_offline_from_hf_cache(tmp_path):
     model = small(stem_stride=4)
     model.save_pretrained(tmp_path / "model")

@@ -27,6 +27,7 @@ def photos(size: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset, overrides", [("mobilenet", {}), ("live", {"base_channels": 4, "depth": 2}),
                                                ("seed", {"base_channels": 4, "depth": 2})])
 def test_onnxruntime_matches_pytorch_on_real_photos(preset, overrides, tmp_path):
@@ -66,6 +67,7 @@ def test_eraser_onnx_backend_matches_torch(tiny_model):
         FaceEraser(tiny_model, backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_eraser_uses_the_folders_onnx_file_only_when_it_matches_the_weights(tiny_model, tmp_path, monkeypatch):
     from faceerase import onnx_model
 
@@ -94,6 +96,7 @@ def test_auto_backend_is_onnxruntime_on_cpu(tiny_model):
     assert FaceEraser(tiny_model, device="cpu", backend="torch").backend == "torch"
 
 
+@pytest.mark.slow
 def test_cli_export_onnx_and_backend_option(tiny_model_dir, tmp_path, capsys):
     import json
 
@@ -117,6 +120,7 @@ def test_cli_export_onnx_and_backend_option(tiny_model_dir, tmp_path, capsys):
         assert json.loads(report.read_text().splitlines()[0])["model"]["backend"] == backend
 
 
+@pytest.mark.slow
 def test_onnx_backend_on_a_folders_model_onnx_never_imports_torch(tiny_model, tmp_path):
     """A deployment without torch: the folder's up-to-date model.onnx is all the onnx backend needs."""
     import json
@@ -148,6 +152,7 @@ def test_onnx_backend_on_a_folders_model_onnx_never_imports_torch(tiny_model, tm
     assert np.abs(np.load(tmp_path / "prob.npy") - expected).max() < TOLERANCE
 
 
+@pytest.mark.slow
 def test_load_onnx_model_says_when_the_file_is_missing_stale_or_unreadable(tiny_model, tmp_path):
     from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_onnx_model
     from faceerase.settings import SETTINGS_NAME
@@ -226,6 +231,7 @@ def test_an_onnx_file_whose_weights_were_edited_never_loads(tiny_model, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_an_onnx_file_without_the_fingerprint_of_its_graph_is_not_used(tiny_model, tmp_path):
     from faceerase.hub import OnnxUnavailableError, load_onnx_model
     from faceerase.onnx_model import GRAPH_FINGERPRINT
@@ -259,6 +265,7 @@ def test_an_onnx_model_object_runs_on_the_onnx_backend_only(tiny_model, tmp_path
         FaceEraser(tiny_model, backend="onnx", device="cuda")
 
 
+@pytest.mark.slow
 def test_cli_on_the_onnx_backend_never_imports_torch(tiny_model, tmp_path):
     import json
     import subprocess

@@ -188,6 +188,7 @@ def test_face_less_probabilities_erase_nothing_with_auto(tiny_model, face_image)
     np.testing.assert_array_equal(result.anonymized, face_image)
 
 
+@pytest.mark.slow
 def test_grayscale_model_and_model_folder(tiny_model_dir, face_image):
     torch.manual_seed(0)
     gray = FaceEraseUNet.from_preset("seed", base_channels=4, depth=2)

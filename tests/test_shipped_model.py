@@ -56,6 +56,7 @@ def test_face_less_examples_are_left_almost_untouched(eraser, example):
     assert result.mask.mean() <= FACELESS_MASKED_MAX[example]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WIDERFACE.is_dir(), reason=f"WIDER FACE subset not found at {WIDERFACE}")
 def test_val_sample_recall_stays_above_floor(eraser):
     from faceerase.data import load_wider_face

@@ -90,6 +90,7 @@ def test_validation_recall_counts_faces_as_the_evaluation_does():
     assert metrics["val_face_recall_16px"] == 1.0  # the two faces at least 16 px wide and high are covered
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss_and_log_validation(run):
     config, summary = run
     records = _metrics(config.out_dir)
@@ -100,6 +101,7 @@ def test_training_steps_lower_the_loss_and_log_validation(run):
     assert records[-1]["val_images"] == 2 and records[-1]["val_faces"] == 2
 
 
+@pytest.mark.slow
 def test_best_model_folder_loads_and_has_a_card(run):
     config, summary = run
     best = Path(summary["model_dir"])
@@ -112,6 +114,7 @@ def test_best_model_folder_loads_and_has_a_card(run):
     assert f"{summary['best']['val_iou']:.4g}" in card
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_count(run, tmp_path):
     config, _ = run
     out = tmp_path / "resumed"
@@ -122,6 +125,7 @@ def test_resume_continues_the_step_count(run, tmp_path):
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 40
 
 
+@pytest.mark.slow
 def test_epochs_and_time_budget_without_validation(env, tmp_path):
     wider, _ = env
     by_epochs = train(TrainConfig(data=str(wider), out_dir=str(tmp_path / "e"), epochs=4, val_split=None, **TINY))
@@ -150,6 +154,7 @@ def test_cli_builds_the_config():
     assert config.command.startswith("python train.py --data packs/x.npz")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(env, tmp_path):
     wider, root = env
     out = tmp_path / "ddp"
@@ -192,6 +197,7 @@ def test_old_flags_of_renamed_fields_still_work_with_a_warning(capsys):
         train_cli.parse_args(["--mask-shape", "circle"])
 
 
+@pytest.mark.slow
 def test_checkpoints_with_the_old_field_names_resume_and_rebuild(run, tmp_path):
     config, _ = run
     ckpt = torch.load(Path(config.out_dir) / "ckpt.pt", weights_only=True)
@@ -206,6 +212,7 @@ def test_checkpoints_with_the_old_field_names_resume_and_rebuild(run, tmp_path):
     assert train(replace(config, out_dir=str(out), steps=32, resume=True))["step"] == 32
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_trained_with_other_settings(env, tmp_path):
     wider, _ = env
     base = dict(data=str(wider), out_dir=str(tmp_path / "r"), val_split=None, eval_interval=2, **TINY)
@@ -250,6 +257,7 @@ def test_bad_negatives_and_settings_are_clear_errors(tmp_path, capsys):
     assert str(info.value).startswith("train.py: error: ") and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_a_saved_model(run, env, tmp_path):
     from faceerase.settings import InferenceSettings
 
