@@ -228,8 +228,8 @@ class FaceEraser:
                         h, w = arrays[i].shape[:2]
                         if p.shape != (h, w):  # in place from here: no further full-size copies
                             p = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-                            np.clip(p, 0, 1, out=p)
                         p = np.ascontiguousarray(p, dtype=np.float32)
+                        np.clip(p, 0, 1, out=p)  # onnxruntime's sigmoid can return 1.0000001
                         probs[i] = p if probs[i] is None else np.maximum(probs[i], p, out=probs[i])
         return probs
 

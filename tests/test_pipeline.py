@@ -129,6 +129,19 @@ def test_input_size_resizes_for_the_network_and_back(tiny_model, face_image):
     np.testing.assert_allclose(native, direct.numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("input_size", [0, 48])
+def test_network_output_a_hair_outside_0_1_is_clipped(tiny_model, face_image, monkeypatch, input_size):
+    """onnxruntime's sigmoid returns 1.0000001 for large logits: the map must still hold probabilities, at the
+    network's size and after resizing, so that thresholding and post-processing accept it."""
+    eraser = FaceEraser(tiny_model, device="cpu", input_size=input_size)
+    monkeypatch.setattr(eraser, "_network", lambda x: np.where(
+        np.arange(x.shape[-1]) < x.shape[-1] // 2, np.float32(1.0000001), np.float32(-1e-7))[None].repeat(
+            x.shape[-2], 0)[None].repeat(len(x), 0))
+    prob = eraser.predict([face_image])[0]
+    assert prob.min() >= 0 and prob.max() <= 1 and prob.max() == 1
+    assert eraser.postprocess(face_image, prob).mask.any()
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_batch_equals_single_and_groups_equal_sizes(tiny_model, face_image, monkeypatch, backend):
     images = [face_image, face_image[:, ::-1], face_image[:80], face_image[::-1], face_image[10:90, 20:]]
