@@ -134,9 +134,12 @@ def test_network_output_a_hair_outside_0_1_is_clipped(tiny_model, face_image, mo
     """onnxruntime's sigmoid returns 1.0000001 for large logits: the map must still hold probabilities, at the
     network's size and after resizing, so that thresholding and post-processing accept it."""
     eraser = FaceEraser(tiny_model, device="cpu", input_size=input_size)
-    monkeypatch.setattr(eraser, "_network", lambda x: np.where(
-        np.arange(x.shape[-1]) < x.shape[-1] // 2, np.float32(1.0000001), np.float32(-1e-7))[None].repeat(
-            x.shape[-2], 0)[None].repeat(len(x), 0))
+    def network(x: np.ndarray) -> np.ndarray:  # (B, H, W, 3) in, (B, H, W) out: left half 1.0000001, right -1e-7
+        out = np.full(x.shape[:3], -1e-7, np.float32)
+        out[:, :, : x.shape[2] // 2] = np.float32(1.0000001)
+        return out
+
+    monkeypatch.setattr(eraser, "_network", network)
     prob = eraser.predict([face_image])[0]
     assert prob.min() >= 0 and prob.max() <= 1 and prob.max() == 1
     assert eraser.postprocess(face_image, prob).mask.any()
