@@ -133,7 +133,8 @@ def test_a_real_photo_is_anonymized_where_the_face_is(shipped, tmp_path):
     assert record["status"] == "anonymized" and record["n_regions"] == 1
     x, y, w, h = record["regions"][0]["box"]
     fx, fy, fw, fh = ASTRONAUT_FACE
-    assert x <= fx and y <= fy and x + w >= fx + fw and y + h >= fy + fh  # the box covers the face
+    overlap = max(0, min(x + w, fx + fw) - max(x, fx)) * max(0, min(y + h, fy + fh) - max(y, fy))
+    assert overlap >= 0.95 * fw * fh  # the region's box covers the face (drawn by hand: a pixel may differ)
     before = np.asarray(Image.open(job.source), np.int16)
     after = np.asarray(Image.open(job.destination), np.int16)
     assert after.shape == before.shape
