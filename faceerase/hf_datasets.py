@@ -34,7 +34,7 @@ import huggingface_hub
 import numpy as np
 from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
-from faceerase.batch import Plan, Skip, file_kind, scan_folder
+from faceerase.batch import ANONYMIZED, Plan, Skip, file_kind, scan_folder
 from faceerase.images import (IMAGE_EXTENSIONS, InvalidImageError, check_single_frame, default_max_pixels,
                               encode_image, load_image)
 from faceerase.masks import Region
@@ -56,7 +56,7 @@ STATUS = "faceerase_status"
 ERROR = "faceerase_error"
 """Audit column: why the row failed (None when it was anonymized)."""
 AUDIT_COLUMNS = (REGIONS, THRESHOLD, MODEL, WEIGHTS, STATUS, ERROR)
-ANONYMIZED, FAILED = "anonymized", "failed"
+FAILED = "failed"
 
 # Rows per Arrow record batch written by the map: encoded images are large (datasets writes image datasets in
 # row groups of 100 too).
