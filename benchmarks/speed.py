@@ -6,7 +6,7 @@ least 3, for configurations slower than ``--budget`` seconds in all). Per preset
 
 - ``forward_ms``: ``model.predict_proba`` on one (1, 3, H, W) image (padding, network, sigmoid);
 - ``pipeline_ms``: ``FaceEraser.predict`` + ``FaceEraser.postprocess`` (threshold auto, mask clean-up,
-  regions, Telea inpainting) on a photo at that size with ``input_size`` = its long side. Untrained
+  regions, the default fill) on a photo at that size with ``input_size`` = its long side. Untrained
   weights give random masks whose inpainting cost is unrealistic, so ``postprocess`` is given a fixed
   probability map with four face-sized blobs (about 2% of the image) instead of the network output;
 - ``*_min_ms``: the fastest run, a steadier figure on a shared machine;
@@ -132,7 +132,7 @@ def main() -> None:
     markdown = (f"# FaceErase speed on CPU ({info['cpu_cores_available']} cores, {info['torch_threads']} torch "
                 f"threads, torch {info['torch']})\n\nMeasured {started}; median of up to {args.repeats} runs after "
                 f"{args.warmup} warm-up runs, untrained weights. `pipeline_ms`: network + threshold, mask, "
-                "regions and Telea inpainting of four face-sized blobs (see benchmarks/README.md). "
+                "regions and the default fill of four face-sized blobs (see benchmarks/README.md). "
                 f"1-minute load average {info['load_average_1min']} at the start, {load_end} at the end: above "
                 f"{info['cpu_cores_available']}, other processes shared the cores and the times are inflated.\n\n"
                 + markdown_table(rows, ["preset", "params_M", "size", "forward_ms", "forward_min_ms", "pipeline_ms",

@@ -17,8 +17,8 @@ on the machine weighs on each alike):
 
 Each row is one way of serving the page: ``web/serve.py`` (cross-origin isolated: WASM threads, as many as the
 cores, up to 4) and ``web/serve.py --no-isolation`` (one thread, as any server without COOP/COEP headers). The
-``python onnxruntime`` row runs the same steps with the Python package (``FaceEraser``, onnx backend, Telea
-inpainting for the default path) in the same run, for comparison.
+``python onnxruntime`` row runs the same steps with the Python package (``FaceEraser``, onnx backend, the same
+default fill) in the same run, for comparison.
 
     python benchmarks/web_speed.py
 """
@@ -188,7 +188,7 @@ def main() -> None:
                 f"{data['load_average_1min_at_end']}): headless Chromium, WebAssembly on the CPU, one "
                 f"{SIZE[0]}x{SIZE[1]} frame at a time, median of {args.repeats} runs (definitions in "
                 f"`benchmarks/web_speed.py`; the camera ran at {camera_size}). The last row is the Python package "
-                f"(onnxruntime, Telea inpainting) on the same frame in the same run.\n\n"
+                f"(onnxruntime) on the same frame in the same run.\n\n"
                 + markdown_table(rows, COLUMNS))
     write_results("web_speed", data, markdown)
 

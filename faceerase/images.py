@@ -19,11 +19,14 @@ UNREADABLE_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".dng", ".cr
                                          ".orf", ".rw2"})
 """Images that may show faces but that this library cannot read: they must fail, never vanish."""
 MIN_SIDE = 16
+"""Images with a side shorter than this are refused."""
 MAX_PIXELS = 40_000_000
 """Default limit on the pixels (width x height) of an image to decode: a 40-megapixel photo decodes to 120 MB
 of RGB and a few times that while it is anonymized; larger uploads cost minutes and gigabytes."""
 MAX_PIXELS_ENV = "FACEERASE_MAX_PIXELS"
 """Environment variable that replaces :data:`MAX_PIXELS` as the default limit."""
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""RGB weights of the grey image that one-channel models see (ITU-R BT.601 luma)."""
 ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
 """PIL formats whose files keep an alpha channel given to :func:`write_image`; the others are composited over
 white."""

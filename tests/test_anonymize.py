@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from faceerase.anonymize import METHODS, MOSAIC_BLOCKS, anonymize
+from faceerase.anonymize import DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, anonymize
 from faceerase.masks import shape_mask
+from faceerase.settings import EraseSettings
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,8 +32,10 @@ def test_blur_and_mosaic_destroy_the_fine_texture(method, face_image, face_mask)
     assert detail(out) < 0.1 * detail(face_image)
 
 
-@pytest.mark.parametrize("method", ["inpaint_telea", "inpaint_ns", "solid"])
+@pytest.mark.parametrize("method", ["fill", "inpaint_telea", "inpaint_ns", "solid"])
 def test_fill_methods_keep_nothing_of_the_face(method):
+    """Two images that differ only inside the mask come out the same: every erased pixel is computed from pixels
+    outside the mask (a large region, filled at a reduced resolution, and a small one)."""
     rng = np.random.default_rng(0)
     h, w = 600, 500
     yy, xx = np.mgrid[0:h, 0:w]
@@ -49,10 +52,32 @@ def test_fill_methods_keep_nothing_of_the_face(method):
     np.testing.assert_array_equal(out_a[~mask], background[~mask])
 
 
-def test_inpaint_fills_from_the_surroundings(face_image, face_mask):
-    out = anonymize(face_image, face_mask, "inpaint_telea")
+@pytest.mark.parametrize("method", ["fill", "inpaint_telea"])
+def test_fills_continue_the_surroundings(method, face_image, face_mask):
+    out = anonymize(face_image, face_mask, method)
     background = np.array([40 + 60 // 3, 90 + 50 // 2, 170])
     assert np.abs(out[50, 60].astype(int) - background).max() < 30
+
+
+def test_the_default_fill_is_smooth_where_telea_streaks():
+    """Left half dark, right half light around a round hole: Telea carries the colours in straight streaks to a sharp
+    seam; the default fill changes gradually (no step between neighbouring pixels) and mixes the two near the middle."""
+    image = np.full((200, 200, 3), 40, np.uint8)
+    image[:, 100:] = 220
+    mask = np.zeros((200, 200), np.uint8)
+    cv2.circle(mask, (100, 100), 60, 1, thickness=-1)
+    mask = mask.astype(bool)
+    steps = {}
+    for method in ("fill", "inpaint_telea"):
+        out = anonymize(image, mask, method)[..., 0].astype(int)
+        steps[method] = np.abs(np.diff(out, axis=1))[mask[:, 1:] & mask[:, :-1]].max()
+        if method == "fill":
+            assert 80 < out[100, 100] < 180
+    assert steps["fill"] <= 12 < steps["inpaint_telea"]
+
+
+def test_the_default_method_is_defined_once():
+    assert DEFAULT_METHOD == EraseSettings().method == "fill" and DEFAULT_METHOD in METHODS
 
 
 def test_solid_colour():

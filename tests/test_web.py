@@ -1,5 +1,6 @@
 """The static page web/ in a real headless Chromium (the system /usr/bin/chromium driven by playwright): it erases
-faces like the Python pipeline, makes no network request after loading, and reports its errors."""
+faces like the Python pipeline end to end, makes no network request after loading, and reports its errors. The
+numeric parity of its modules with the Python package, step by step, is tested under Node (test_web_parity.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 # After the skips: importing the package is the slow part.
 import faceerase
-from faceerase.masks import find_regions, refine_mask
+from faceerase.anonymize import METHODS
+from faceerase.masks import MASK_SHAPES
+from faceerase.settings import EraseSettings
 from faceerase.thresholds import compute_threshold
 
 SETTINGS = json.loads((REPO / "hub" / "inference.json").read_text())
@@ -124,9 +127,13 @@ def test_a_photo_is_erased_as_the_python_pipeline_erases_it_without_any_request(
     mask = site.pixels("mask")[..., 0] > 127
     assert (mask & python_result.mask).sum() / (mask | python_result.mask).sum() > 0.98
     assert float(site.page.inner_text("#threshold-output")) == pytest.approx(python_result.threshold, abs=0.002)
-    changed = (site.pixels("result") != photo).any(axis=-1)
+    result = site.pixels("result")
+    changed = (result != photo).any(axis=-1)
     assert not (changed & ~mask).any(), "pixels outside the mask changed"
     assert changed[python_result.mask].mean() > 0.95, "the face was not erased"
+    # The default fill of both: the same where both masks erase (the fill depends on the whole region's border).
+    both = mask & python_result.mask
+    assert np.abs(result.astype(int) - python_result.anonymized)[both].mean() < 1
     assert site.requests_after_load() == []
     assert all(url.startswith(server) for url in site.requests)
     assert {url.removeprefix(server) for url in site.requests} >= {
@@ -151,17 +158,28 @@ def test_dropped_photos_are_erased_and_listed(site):
     assert site.requests_after_load() == []
 
 
-def test_threshold_modes_and_methods_change_only_the_mask(site, python_result):
+def test_threshold_modes_mask_shapes_and_methods(site, python_result):
     site.erase(ASTRONAUT)
+    options = {name: site.page.eval_on_selector_all(f"#{name} option", "options => options.map((o) => o.value)")
+               for name in ("threshold-mode", "mask-shape", "method")}
+    assert options["mask-shape"] == list(MASK_SHAPES)
+    assert options["method"] == [m for m in METHODS if not m.startswith("inpaint_")]  # no OpenCV in the browser
+    assert site.page.input_value("#method") == EraseSettings().method
     site.page.select_option("#threshold-mode", "seed")
     seed = compute_threshold(python_result.probabilities, "seed")
     assert float(site.page.inner_text("#threshold-output")) == pytest.approx(seed, abs=0.01)
     assert "2018 rule" in site.page.inner_text("#summary")
+    predicted = site.pixels("mask")[..., 0] > 127
+    for shape in ("ellipse", "box"):
+        site.page.select_option("#mask-shape", shape)
+        shaped = site.pixels("mask")[..., 0] > 127
+        assert not (predicted & ~shaped).any() and shaped.sum() > predicted.sum(), shape
+    site.page.select_option("#mask-shape", "predicted")
     site.page.fill("#threshold-value", "0.9")
     assert site.page.input_value("#threshold-mode") == "fixed"
     assert float(site.page.inner_text("#threshold-output")) == 0.9
     photo = site.pixels("photo")
-    for method in ("fill", "blur", "mosaic", "solid"):
+    for method in options["method"]:
         site.page.select_option("#method", method)
         if method == "solid":
             site.page.fill("#color", "#ff0000")
@@ -174,39 +192,6 @@ def test_threshold_modes_and_methods_change_only_the_mask(site, python_result):
         if method == "solid":
             assert (result[mask] == (255, 0, 0)).all()
     assert site.requests_after_load() == []
-
-
-def test_the_post_processing_matches_python_on_synthetic_maps(site):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:90, 0:130]
-    prob = 0.05 * rng.random((90, 130))
-    for cy, cx, r in ((20, 25, 12), (60, 90, 20), (75, 20, 3), (30, 100, 6)):  # blobs of several sizes
-        prob += 0.9 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-    prob = np.clip(prob, 0, 1).astype(np.float32)
-    js = site.page.evaluate("""async ([values, width, height]) => {
-        const { computeThreshold } = await import('./thresholds.js');
-        const { findRegions, refineMask } = await import('./masks.js');
-        const prob = Float32Array.from(values);
-        const range = { floor: 0.3, ceiling: 0.6 };
-        const auto = computeThreshold(prob, 'auto', range);
-        const raw = Uint8Array.from(prob, (p) => (p > Math.fround(auto) ? 1 : 0));
-        const grown = refineMask(raw, width, height, { dilation: 4, minArea: 16, dilationRatio: 0 });
-        const ratio = refineMask(raw, width, height, { dilation: 2, minArea: 16, dilationRatio: 0.3 });
-        return { auto, seed: computeThreshold(prob, 'seed', range), grown: Array.from(grown),
-                 ratio: Array.from(ratio), regions: findRegions(grown, prob, width, height).map((r) => r.box),
-                 constant: computeThreshold(new Float32Array(100).fill(0.2), 'seed', range) };
-    }""", [prob.ravel().tolist(), 130, 90])
-    auto = compute_threshold(prob, "auto", floor=0.3, ceiling=0.6)
-    assert js["auto"] == pytest.approx(auto, abs=1e-9)
-    assert js["seed"] == pytest.approx(compute_threshold(prob, "seed"), abs=1e-6)
-    assert js["constant"] == pytest.approx(compute_threshold(np.full(100, 0.2, np.float32), "seed"), abs=1e-6)
-    grown = refine_mask(prob > auto, dilation=4, min_area=16)
-    np.testing.assert_array_equal(np.array(js["grown"], bool).reshape(prob.shape), grown)
-    assert js["regions"] == [list(r.box) for r in find_regions(grown, prob)]
-    # Exact distances in JS, OpenCV's 5x5 approximation in Python: the grown regions nearly coincide.
-    ratio = refine_mask(prob > auto, dilation=2, min_area=16, dilation_ratio=0.3)
-    js_ratio = np.array(js["ratio"], bool).reshape(prob.shape)
-    assert (js_ratio & ratio).sum() / (js_ratio | ratio).sum() > 0.97
 
 
 def test_the_download_holds_the_result_and_no_metadata(site):

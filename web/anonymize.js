@@ -1,21 +1,20 @@
-// Erase the masked regions of an image, as faceerase/anonymize.py does: each connected region is processed in a
-// crop around it with a strength scaled to its size (the longer side of its bounding box), and only mask pixels
-// of the output differ from the input. Images are RGBA {width, height, data: Uint8ClampedArray}.
-//
-// 'fill' stands in for the Python package's OpenCV inpainting (Telea), which has no browser build here: it fills
-// each hole from its border inwards, layer by layer, every pixel the distance-weighted mean of the known pixels
-// within the inpainting radius, then smooths the fill. Same crops, radius and working resolution as the Python
-// code; a smoother and simpler fill than Telea's, which also follows the image gradients.
+// Erase the masked regions of an image, as faceerase/anonymize.py does, with its algorithms and constants: each
+// connected region is processed in a crop around it with a strength scaled to its size (the longer side of its
+// bounding box), and only mask pixels of the output differ from the input. Images are RGBA
+// {width, height, data: Uint8ClampedArray}. The page offers the Python methods it implements ('fill', 'blur',
+// 'mosaic', 'solid'): OpenCV's inpainting ('inpaint_telea', 'inpaint_ns') has no browser build here.
 
+import {
+  BLUR_SIGMA_FRACTION, FILL_BLUR_SIGMAS, INPAINT_MAX_SIDE, INPAINT_RADIUS_FRACTION, METHODS as PYTHON_METHODS,
+  MOSAIC_BLOCKS,
+} from './constants.js';
 import { roundHalfEven } from './geometry.js';
 import { labelRegions } from './masks.js';
 import { resize, resizeImage } from './resize.js';
 
-export const METHODS = ['fill', 'blur', 'mosaic', 'solid'];
-const BLUR_SIGMA_FRACTION = 0.25; // Gaussian sigma as a fraction of the region size
-const MOSAIC_BLOCKS = 6; // mosaic blocks along the longer side of a region
-const INPAINT_RADIUS_FRACTION = 1 / 16; // fill radius as a fraction of the region size (working resolution)
-const INPAINT_MAX_SIDE = 128; // larger regions are filled at a reduced resolution and the fill upscaled
+const ERASERS = { fill, blur, mosaic }; // 'solid' needs no crop
+/** The methods of faceerase.anonymize.METHODS that this page implements, in their order. */
+export const METHODS = PYTHON_METHODS.filter((method) => method in ERASERS || method === 'solid');
 
 /** A copy of `image` with the mask pixels erased by `method`; `color` ([r, g, b]) is the fill of 'solid'. */
 export function anonymize(image, mask, method, color = [0, 0, 0]) {
@@ -29,8 +28,7 @@ export function anonymize(image, mask, method, color = [0, 0, 0]) {
   const { labels, regions } = labelRegions(mask, width, height);
   regions.forEach((region, index) => {
     const size = Math.max(region.w, region.h);
-    const { x, y, crop } = method === 'blur' ? blur(image, region, size)
-      : method === 'mosaic' ? mosaic(image, region, size) : fill(image, mask, region, size);
+    const { x, y, crop } = ERASERS[method](image, mask, region, size);
     for (let row = 0; row < crop.height; row++) {
       for (let col = 0; col < crop.width; col++) {
         const i = (y + row) * width + x + col;
@@ -56,167 +54,177 @@ function window(image, region, margin) {
   return { x, y, crop: { width, height, data } };
 }
 
-function blur(image, region, size) {
+function blur(image, mask, region, size) {
   const sigma = Math.max(2, BLUR_SIGMA_FRACTION * size);
   const { x, y, crop } = window(image, region, Math.ceil(3 * sigma));
   const factor = Math.max(1, sigma / 4);
   const small = resizeImage(crop, Math.max(1, roundHalfEven(crop.width / factor)),
     Math.max(1, roundHalfEven(crop.height / factor)), 'area');
-  return { x, y, crop: resizeImage(gaussianBlur(small, sigma / factor), crop.width, crop.height, 'linear') };
+  const blurred = { ...small, data: gaussianBlur(small.data, small.width, small.height, 4, sigma / factor) };
+  return { x, y, crop: resizeImage(blurred, crop.width, crop.height, 'linear') };
 }
 
-/** cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT): kernel size round(6 sigma + 1) | 1. */
-function gaussianBlur(image, sigma) {
-  const size = roundHalfEven(6 * sigma + 1) | 1;
+/** cv2.GaussianBlur with sigma and a size x size kernel (default: OpenCV's for 8-bit images, round(6 sigma + 1) | 1),
+ * borderType=cv2.BORDER_REFLECT, of interleaved pixels (width x height x channels); returns the input's array type. */
+function gaussianBlur(data, width, height, channels, sigma, size = roundHalfEven(6 * sigma + 1) | 1) {
   const half = (size - 1) / 2;
   const kernel = Array.from({ length: size }, (_, i) => Math.exp(-((i - half) ** 2) / (2 * sigma * sigma)));
   const total = kernel.reduce((a, b) => a + b);
-  const weights = kernel.map((k) => k / total);
+  const weights = Float64Array.from(kernel, (k) => k / total);
   const reflect = (i, n) => { // fedcba|abcdef|fedcba
     while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
     return i;
   };
-  const { width, height, data } = image;
-  const pass = (source, horizontal) => {
-    const target = new Float32Array(source.length);
+  const tapsOf = (n) => { // for each position along an axis, the positions its taps read
+    const taps = new Int32Array(n * size);
+    for (let i = 0; i < n; i++) for (let k = 0; k < size; k++) taps[i * size + k] = reflect(i + k - half, n);
+    return taps;
+  };
+  const rowLength = width * channels;
+  const horizontal = (source) => {
+    const taps = tapsOf(width);
+    const target = new Float64Array(source.length);
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
+        const to = y * rowLength + x * channels;
         for (let k = 0; k < size; k++) {
-          const p = horizontal ? 4 * (y * width + reflect(x + k - half, width))
-            : 4 * (reflect(y + k - half, height) * width + x);
-          for (let c = 0; c < 3; c++) target[4 * (y * width + x) + c] += weights[k] * source[p + c];
+          const from = y * rowLength + taps[x * size + k] * channels;
+          for (let c = 0; c < channels; c++) target[to + c] += weights[k] * source[from + c];
         }
       }
     }
     return target;
   };
-  const blurred = Uint8ClampedArray.from(pass(pass(data, true), false));
-  return { width, height, data: blurred };
+  const vertical = (source) => { // whole rows at a time
+    const taps = tapsOf(height);
+    const target = new Float64Array(source.length);
+    for (let y = 0; y < height; y++) {
+      for (let k = 0; k < size; k++) {
+        const from = taps[y * size + k] * rowLength;
+        for (let j = 0; j < rowLength; j++) target[y * rowLength + j] += weights[k] * source[from + j];
+      }
+    }
+    return target;
+  };
+  return data.constructor.from(vertical(horizontal(data)));
 }
 
-function mosaic(image, region, size) {
+function mosaic(image, mask, region, size) {
   const block = Math.max(2, Math.ceil(size / MOSAIC_BLOCKS));
   const { x, y, crop } = window(image, region, 0);
   const small = resizeImage(crop, Math.ceil(crop.width / block), Math.ceil(crop.height / block), 'area');
   return { x, y, crop: resizeImage(small, crop.width, crop.height, 'nearest') };
 }
 
-function fill(image, mask, region, size) {
+/** Working resolution (scale), radius and crop margin of 'fill' for a region of this size (_working_scale). */
+function workingScale(size) {
   const scale = Math.min(1, INPAINT_MAX_SIDE / size);
   const radius = Math.max(3, roundHalfEven(size * scale * INPAINT_RADIUS_FRACTION));
-  const { x, y, crop } = window(image, region, Math.ceil((2 * radius + 2) / scale));
-  const hole = new Float32Array(crop.width * crop.height); // every masked pixel of the window is unknown
-  for (let row = 0; row < crop.height; row++) {
-    for (let col = 0; col < crop.width; col++) hole[row * crop.width + col] = mask[(y + row) * image.width + x + col];
-  }
-  if (scale === 1) return { x, y, crop: fillFromBorder(crop, hole, radius) };
-  const [w, h] = [roundHalfEven(crop.width * scale), roundHalfEven(crop.height * scale)];
-  const filled = fillFromBorder(resizeImage(crop, w, h, 'area'), resize(hole, crop.width, crop.height, 1, w, h, 'area'),
-    radius);
-  return { x, y, crop: resizeImage(filled, crop.width, crop.height, 'linear') };
+  return { scale, radius, margin: Math.ceil((2 * radius + 2) / scale) };
 }
 
-/** Fill the pixels where hole > 0 layer by layer from the border: each layer's pixels take the mean of the pixels
- * known before it within `radius`, weighted by 1 / distance^2; then smooth them. A window with no known pixel
- * becomes mid-grey. */
-function fillFromBorder(image, hole, radius) {
-  const { width, height } = image;
-  const data = new Uint8ClampedArray(image.data);
-  const known = Uint8Array.from(hole, (h) => (h > 0 ? 0 : 1));
-  if (!known.includes(1)) {
-    hole.forEach((_, i) => data.set([128, 128, 128], 4 * i));
-    return { width, height, data };
+/** 'fill' in float64 at the working resolution: every crop pixel that a mask pixel touches there is unknown and
+ * filled by fillFromBorder, then blurred (FILL_BLUR_SIGMAS: two Gaussian blurs, each 3 sigma wide with reflected
+ * edges, mixed by layer depth / deepest layer); the crop is scaled back bilinearly and rounded (halves to even, as
+ * Uint8ClampedArray does). */
+function fill(image, mask, region, size) {
+  const { scale, radius, margin } = workingScale(size);
+  const { x, y, crop } = window(image, region, margin);
+  const { width, height } = crop;
+  let rgb = new Float64Array(3 * width * height);
+  let hole = new Float64Array(width * height);
+  for (let i = 0; i < hole.length; i++) {
+    rgb.set(crop.data.subarray(4 * i, 4 * i + 3), 3 * i);
+    hole[i] = mask[(y + Math.floor(i / width)) * image.width + x + (i % width)];
   }
-  const taps = { x: [], y: [], weight: [] };
+  let [w, h] = [width, height];
+  if (scale < 1) {
+    [w, h] = [Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale))];
+    rgb = resize(rgb, width, height, 3, w, h, 'area');
+    hole = resize(hole, width, height, 1, w, h, 'area');
+  }
+  const unknown = Uint8Array.from(hole, (v) => (v > 0 ? 1 : 0));
+  const { values, depth } = fillFromBorder(rgb, unknown, w, h, radius);
+  const [border, deep] = FILL_BLUR_SIGMAS.map((s) => gaussianBlur(values, w, h, 3, s * radius,
+    2 * Math.ceil(3 * s * radius) + 1));
+  const deepest = depth.reduce((a, b) => Math.max(a, b));
+  let filled = values;
+  for (let i = 0; i < depth.length; i++) {
+    if (!unknown[i]) continue;
+    const mix = depth[i] / deepest;
+    for (let c = 3 * i; c < 3 * i + 3; c++) filled[c] = border[c] + mix * (deep[c] - border[c]);
+  }
+  if (scale < 1) filled = resize(filled, w, h, 3, width, height, 'linear');
+  const data = new Uint8ClampedArray(4 * width * height);
+  for (let i = 0; i < width * height; i++) data.set(filled.subarray(3 * i, 3 * i + 3), 4 * i);
+  return { x, y, crop: { width, height, data } };
+}
+
+/** fill_from_border: fill the unknown pixels of interleaved RGB values (Float64Array, width x height x 3) from the
+ * border inwards, one layer at a time: the unknown pixels next to a known one (8-neighbours) take the mean of the
+ * pixels known before them within `radius`, weighted by 1 / squared distance, and become known. Returns {values: the
+ * filled Float64Array, depth: each pixel's layer (Int32Array, 1 next to the border, 0 for known pixels)}; with no
+ * known pixel, mid-grey (128), all of it layer 1. */
+export function fillFromBorder(rgb, unknown, width, height, radius) {
+  const out = Float64Array.from(rgb);
+  const depth = Int32Array.from(unknown);
+  const known = Uint8Array.from(unknown, (u) => 1 - u);
+  if (!known.includes(1)) return { values: out.fill(128), depth };
+  const [tapX, tapY, tapWeight] = [[], [], []]; // the offsets within the radius and their weights
   for (let dy = -radius; dy <= radius; dy++) {
     for (let dx = -radius; dx <= radius; dx++) {
       const d2 = dx * dx + dy * dy;
       if (d2 === 0 || d2 > radius * radius) continue;
-      taps.x.push(dx);
-      taps.y.push(dy);
-      taps.weight.push(1 / d2);
+      tapX.push(dx);
+      tapY.push(dy);
+      tapWeight.push(1 / d2);
     }
   }
-  const unknownNeighbours = (i) => neighbours8(i, width, height).filter((q) => !known[q]);
+  const queued = new Uint8Array(width * height); // unknown pixels already in a layer
+  const unqueuedAround = (i) => { // the unknown pixels next to pixel i in no layer yet, now queued
+    const x = i % width;
+    const y = (i - x) / width;
+    const found = [];
+    for (let qy = Math.max(0, y - 1); qy <= Math.min(height - 1, y + 1); qy++) {
+      for (let qx = Math.max(0, x - 1); qx <= Math.min(width - 1, x + 1); qx++) {
+        const q = qy * width + qx;
+        if (known[q] || queued[q]) continue;
+        queued[q] = 1;
+        found.push(q);
+      }
+    }
+    return found;
+  };
   // The first layer: the unknown pixels next to a known one; each next layer: the unknown neighbours of the last.
   let layer = [];
-  known.forEach((k, i) => {
-    if (!k && unknownNeighbours(i).length < neighbours8(i, width, height).length) layer.push(i);
-  });
-  const queued = new Uint8Array(width * height);
-  while (layer.length) {
+  for (let i = 0; i < known.length; i++) if (known[i]) layer.push(...unqueuedAround(i));
+  for (let number = 1; layer.length; number++) {
     const values = new Float64Array(3 * layer.length);
     layer.forEach((i, n) => {
       const x = i % width;
       const y = (i - x) / width;
       let [r, g, b, total] = [0, 0, 0, 0];
-      for (let t = 0; t < taps.weight.length; t++) {
-        const qx = x + taps.x[t];
-        const qy = y + taps.y[t];
+      for (let t = 0; t < tapWeight.length; t++) {
+        const qx = x + tapX[t];
+        const qy = y + tapY[t];
         const q = qy * width + qx;
         if (qx < 0 || qx >= width || qy < 0 || qy >= height || !known[q]) continue;
-        const w = taps.weight[t];
-        r += w * data[4 * q];
-        g += w * data[4 * q + 1];
-        b += w * data[4 * q + 2];
+        const w = tapWeight[t];
+        r += w * out[3 * q];
+        g += w * out[3 * q + 1];
+        b += w * out[3 * q + 2];
         total += w;
       }
-      values.set([r / total, g / total, b / total], 3 * n);
+      values[3 * n] = r / total;
+      values[3 * n + 1] = g / total;
+      values[3 * n + 2] = b / total;
     });
     layer.forEach((i, n) => {
-      data.set(values.subarray(3 * n, 3 * n + 3), 4 * i);
+      out.set(values.subarray(3 * n, 3 * n + 3), 3 * i);
       known[i] = 1;
+      depth[i] = number;
     });
-    const next = [];
-    for (const i of layer) {
-      for (const q of unknownNeighbours(i)) {
-        if (queued[q]) continue;
-        queued[q] = 1;
-        next.push(q);
-      }
-    }
-    layer = next;
+    layer = layer.flatMap(unqueuedAround);
   }
-  smoothHoles(data, width, height, hole, radius * radius);
-  return { width, height, data };
-}
-
-/** Indices of the (up to 8) pixels around pixel i. */
-function neighbours8(i, width, height) {
-  const x = i % width;
-  const y = (i - x) / width;
-  const out = [];
-  for (let qy = Math.max(0, y - 1); qy <= Math.min(height - 1, y + 1); qy++) {
-    for (let qx = Math.max(0, x - 1); qx <= Math.min(width - 1, x + 1); qx++) {
-      if (qx !== x || qy !== y) out.push(qy * width + qx);
-    }
-  }
-  return out;
-}
-
-/** Relax the filled pixels towards the mean of their 4 neighbours (`iterations` Gauss-Seidel sweeps, the known
- * pixels fixed, edges repeated): this softens the seams where layers from opposite borders meet. */
-function smoothHoles(data, width, height, hole, iterations) {
-  const inside = [];
-  hole.forEach((h, i) => {
-    if (h > 0) inside.push(i);
-  });
-  const around = new Int32Array(4 * inside.length); // left, right, up, down
-  inside.forEach((i, k) => {
-    const x = i % width;
-    const y = (i - x) / width;
-    around.set([i - (x > 0), i + (x < width - 1), i - width * (y > 0), i + width * (y < height - 1)], 4 * k);
-  });
-  const values = Float32Array.from(data);
-  for (let n = 0; n < iterations; n++) {
-    for (let k = 0; k < inside.length; k++) {
-      const i = 4 * inside[k];
-      for (let ch = 0; ch < 3; ch++) {
-        let sum = 0;
-        for (let j = 4 * k; j < 4 * k + 4; j++) sum += values[4 * around[j] + ch];
-        values[i + ch] = sum / 4;
-      }
-    }
-  }
-  for (const i of inside) data.set(values.subarray(4 * i, 4 * i + 3), 4 * i);
+  return { values: out, depth };
 }

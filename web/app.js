@@ -1,16 +1,26 @@
 // The page: photos (picked or dropped) and camera frames go through the FaceErase pipeline, all in this browser.
 
+import { METHODS } from './anonymize.js';
+import {
+  DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MASK_SHAPES, TEMPORAL_WINDOW, THRESHOLD_MODES,
+} from './constants.js';
 import { ImageError, context2d, decodeImageFile, grabFrame } from './images.js';
 import { loadModel } from './model.js';
 import { TemporalMax, postprocess, predict } from './pipeline.js';
 
 const MODEL_URL = 'model.onnx';
-const CAMERA_TEMPORAL_WINDOW = 3; // frames in the temporal maximum, as the Python app's webcam tab (app.py)
 const MODE_NAMES = { auto: 'auto', seed: '2018 rule', fixed: 'fixed' };
+// The options of the selects (values from constants.js, generated from the Python package) and their labels.
+const CHOICES = {
+  'threshold-mode': [THRESHOLD_MODES, DEFAULT_THRESHOLD_MODE,
+    { auto: 'auto (calibrated)', seed: '2018 rule (60% of the map\'s range)', fixed: 'fixed (slider)' }],
+  'mask-shape': [MASK_SHAPES, DEFAULT_MASK_SHAPE, { predicted: 'as predicted', ellipse: 'ellipse', box: 'box' }],
+  method: [METHODS, DEFAULT_METHOD, { fill: 'fill (from the border, blurred)', solid: 'solid colour' }],
+};
 
 const $ = (id) => document.getElementById(id);
 const canvases = { photo: $('photo'), probability: $('probability'), mask: $('mask'), result: $('result') };
-const controls = ['file', 'camera', 'threshold-mode', 'threshold-value', 'method', 'color', 'format'];
+const controls = ['file', 'camera', 'threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color', 'format'];
 
 let model = null;
 const photos = []; // {name, image, prob, networkMs}
@@ -28,6 +38,7 @@ function options() {
   return {
     thresholdMode: $('threshold-mode').value,
     thresholdValue: Number($('threshold-value').value),
+    maskShape: $('mask-shape').value,
     method: $('method').value,
     color: [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)),
   };
@@ -147,7 +158,7 @@ async function startCamera() {
     setState('ready', `The camera stream did not play: ${error.message}`, true);
     return;
   }
-  const smoother = new TemporalMax(CAMERA_TEMPORAL_WINDOW);
+  const smoother = new TemporalMax(TEMPORAL_WINDOW);
   const session = { stream, video, context: context2d(1, 1), smoother, fps: 0 };
   camera = session;
   $('camera').hidden = true;
@@ -202,6 +213,10 @@ function download() {
 }
 
 function wire() {
+  for (const [id, [values, initial, labels]] of Object.entries(CHOICES)) {
+    const options = values.map((value) => new Option(labels[value] ?? value, value, false, value === initial));
+    $(id).replaceChildren(...options);
+  }
   $('file').addEventListener('change', (event) => {
     addPhotos([...event.target.files]);
     event.target.value = ''; // picking the same file again fires another change
@@ -223,7 +238,7 @@ function wire() {
   $('threshold-value').addEventListener('input', () => {
     $('threshold-mode').value = 'fixed';
   });
-  for (const id of ['threshold-mode', 'threshold-value', 'method', 'color']) {
+  for (const id of ['threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color']) {
     $(id).addEventListener('input', () => {
       $('color').disabled = $('method').value !== 'solid';
       if (current && !camera) showPhoto(current);

@@ -1,7 +1,4 @@
-// Image geometry of the network path, as faceerase/geometry.py and faceerase/images.py define it.
-
-export const MIN_SIDE = 16; // faceerase.images.MIN_SIDE: smaller images are rejected
-export const MAX_PIXELS = 40_000_000; // faceerase.images.MAX_PIXELS: larger photos are refused
+// Image geometry of the network path, as faceerase/geometry.py defines it.
 
 /** Python's round(): halves go to the even neighbour (round(2.5) == 2), as the Python pipeline rounds sizes. */
 export function roundHalfEven(x) {

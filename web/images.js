@@ -1,6 +1,6 @@
 // Photos and camera frames as RGBA ImageData, with the checks of faceerase/images.py (load_image).
 
-import { MAX_PIXELS, MIN_SIDE } from './geometry.js';
+import { MAX_PIXELS, MIN_SIDE } from './constants.js';
 
 export class ImageError extends Error {}
 

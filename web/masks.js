@@ -1,6 +1,7 @@
-// Binary mask clean-up and connected face regions, as faceerase/masks.py does them (refine_mask, find_regions).
-// A mask is a Uint8Array of width x height pixels, 1 for face.
+// Binary mask clean-up, region shapes and connected face regions, as faceerase/masks.py does them (refine_mask,
+// shape_mask, find_regions). A mask is a Uint8Array of width x height pixels, 1 for face.
 
+import { MASK_SHAPES } from './constants.js';
 import { roundHalfEven } from './geometry.js';
 
 /** Connected regions (8-connectivity), numbered from 1 in raster order of their first pixel:
@@ -178,6 +179,62 @@ export function refineMask(mask, width, height, { dilation, minArea, dilationRat
     return mask.map((_, i) => (distance2[i] <= radius[labelled.labels[nearest[i]] - 1] ** 2 ? 1 : 0));
   }
   return dilation > 0 ? dilateEllipse(mask, width, height, dilation) : mask;
+}
+
+/**
+ * The mask as predicted, or with each connected region replaced by the box or the ellipse around it (shape_mask);
+ * the result always contains the mask. The ellipse is Python's: the moment ellipse of the region's pixels (their
+ * covariance plus 1/12, a pixel's own variance) scaled to contain every pixel corner. A pixel joins it when its
+ * centre lies in that ellipse grown by half a pixel, which covers about what OpenCV's filled ellipse does.
+ */
+export function shapeMask(mask, width, height, shape) {
+  if (!MASK_SHAPES.includes(shape)) {
+    throw new Error(`unknown mask shape ${shape}; choose one of ${MASK_SHAPES.join(', ')}`);
+  }
+  const out = Uint8Array.from(mask);
+  if (shape === 'predicted' || !mask.includes(1)) return out;
+  const { labels, regions } = labelRegions(mask, width, height);
+  regions.forEach((r, index) => {
+    if (shape === 'box') {
+      for (let y = r.y; y < r.y + r.h; y++) out.fill(1, y * width + r.x, y * width + r.x + r.w);
+      return;
+    }
+    const pixels = []; // [x, y] of the region's pixels
+    for (let y = r.y; y < r.y + r.h; y++) {
+      for (let x = r.x; x < r.x + r.w; x++) if (labels[y * width + x] === index + 1) pixels.push([x, y]);
+    }
+    const cx = pixels.reduce((sum, [x]) => sum + x, 0) / pixels.length;
+    const cy = pixels.reduce((sum, [, y]) => sum + y, 0) / pixels.length;
+    let [xx, yy, xy] = [1 / 12, 1 / 12, 0];
+    for (const [x, y] of pixels) {
+      xx += (x - cx) ** 2 / pixels.length;
+      yy += (y - cy) ** 2 / pixels.length;
+      xy += ((x - cx) * (y - cy)) / pixels.length;
+    }
+    // Principal axes: variances major >= minor > 0 along (cos, sin) and (-sin, cos).
+    const angle = Math.atan2(2 * xy, xx - yy) / 2;
+    const [cos, sin] = [Math.cos(angle), Math.sin(angle)];
+    const spread = Math.hypot((xx - yy) / 2, xy);
+    const [major, minor] = [(xx + yy) / 2 + spread, (xx + yy) / 2 - spread];
+    let scale2 = 0; // the largest squared Mahalanobis distance of a pixel corner
+    for (const [x, y] of pixels) {
+      for (const [ox, oy] of [[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]]) {
+        const [dx, dy] = [x + ox - cx, y + oy - cy];
+        scale2 = Math.max(scale2, (dx * cos + dy * sin) ** 2 / major + (dy * cos - dx * sin) ** 2 / minor);
+      }
+    }
+    const a = Math.sqrt(scale2 * major) + 0.5;
+    const b = Math.sqrt(scale2 * minor) + 0.5;
+    const ex = Math.hypot(a * cos, b * sin);
+    const ey = Math.hypot(a * sin, b * cos);
+    for (let y = Math.max(0, Math.ceil(cy - ey)); y <= Math.min(height - 1, Math.floor(cy + ey)); y++) {
+      for (let x = Math.max(0, Math.ceil(cx - ex)); x <= Math.min(width - 1, Math.floor(cx + ex)); x++) {
+        const [dx, dy] = [x - cx, y - cy];
+        if (((dx * cos + dy * sin) / a) ** 2 + ((dy * cos - dx * sin) / b) ** 2 <= 1) out[y * width + x] = 1;
+      }
+    }
+  });
+  return out;
 }
 
 /** Connected regions of the mask in raster order, scored with the probabilities inside them:

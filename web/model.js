@@ -1,11 +1,11 @@
 // Load an exported FaceErase model (faceerase/onnx_model.py) into onnxruntime-web's WebAssembly backend and run
 // it on one image, as OnnxFaceModel.predict_proba does: RGB in [0, 1], NCHW, padded to the size divisor.
 
-import { onnxMetadata } from './onnx-metadata.js';
+import { LUMA_WEIGHTS } from './constants.js';
 import { paddingFor } from './geometry.js';
+import { onnxMetadata } from './onnx-metadata.js';
 
 const ORT_DIST = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;
-const LUMA = [0.299, 0.587, 0.114];
 
 export class ModelLoadError extends Error {}
 
@@ -96,7 +96,7 @@ export async function runNetwork(model, image) {
         input[plane + o] = data[p + 1] / 255;
         input[2 * plane + o] = data[p + 2] / 255;
       } else {
-        input[o] = (LUMA[0] * data[p] + LUMA[1] * data[p + 1] + LUMA[2] * data[p + 2]) / 255;
+        input[o] = (LUMA_WEIGHTS[0] * data[p] + LUMA_WEIGHTS[1] * data[p + 1] + LUMA_WEIGHTS[2] * data[p + 2]) / 255;
       }
     }
   }

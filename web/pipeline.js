@@ -4,8 +4,9 @@
 // in inference.json).
 
 import { anonymize } from './anonymize.js';
-import { MIN_SIDE, networkLongSide, roundHalfEven } from './geometry.js';
-import { findRegions, refineMask } from './masks.js';
+import { DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MIN_SIDE } from './constants.js';
+import { networkLongSide, roundHalfEven } from './geometry.js';
+import { findRegions, refineMask, shapeMask } from './masks.js';
 import { runNetwork } from './model.js';
 import { resize, resizeImage } from './resize.js';
 import { computeThreshold } from './thresholds.js';
@@ -42,20 +43,22 @@ export async function predict(model, image, { inputSize, extraScales = [], upsca
 }
 
 /**
- * Threshold, clean up and anonymize without running the network.
- * options: {thresholdMode: 'auto' | 'seed' | 'fixed', thresholdValue, method, color} (threshold_mode,
- * threshold_value, method and color of EraseOptions).
+ * Threshold, clean up, shape and anonymize without running the network.
+ * options: {thresholdMode (one of THRESHOLD_MODES), thresholdValue, maskShape (one of MASK_SHAPES), method, color}
+ * (threshold_mode, threshold_value, mask_shape, method and color of EraseSettings, with their defaults).
  * Returns {threshold, mask (Uint8Array), regions, anonymized (RGBA image)}.
  */
-export function postprocess(image, prob, settings, { thresholdMode, thresholdValue, method, color }) {
+export function postprocess(image, prob, settings, { thresholdMode = DEFAULT_THRESHOLD_MODE, thresholdValue,
+  maskShape = DEFAULT_MASK_SHAPE, method = DEFAULT_METHOD, color = [0, 0, 0] } = {}) {
   const { width, height } = image;
   const threshold = computeThreshold(prob, thresholdMode, { value: thresholdValue, floor: settings.threshold_floor,
     ceiling: settings.threshold_ceiling });
   const cut = Math.fround(threshold); // numpy compares the float32 map with the threshold as a float32
   const raw = new Uint8Array(prob.length);
   for (let i = 0; i < prob.length; i++) raw[i] = prob[i] > cut ? 1 : 0;
-  const mask = refineMask(raw, width, height, { dilation: settings.dilation, minArea: settings.min_area,
+  const refined = refineMask(raw, width, height, { dilation: settings.dilation, minArea: settings.min_area,
     dilationRatio: settings.dilation_ratio });
+  const mask = shapeMask(refined, width, height, maskShape);
   return { threshold, mask, regions: findRegions(mask, prob, width, height),
     anonymized: anonymize(image, mask, method, color) };
 }

@@ -1,7 +1,7 @@
 // Threshold strategies that turn a face-probability map into a mask (prob > threshold), as
 // faceerase/thresholds.py computes them (compute_threshold).
 
-export const THRESHOLD_MODES = ['auto', 'seed', 'fixed'];
+import { THRESHOLD_MODES } from './constants.js';
 
 /**
  * The threshold for `prob` (Float32Array of values in [0, 1]); pixels strictly above it are face.
