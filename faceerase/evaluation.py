@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.io
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -45,6 +44,8 @@ def load_difficulty_lists(ground_truth_dir: str | Path) -> dict[str, dict[str, l
     the faces of that image in ground-truth file order (``wider_face_val_bbx_gt.txt``). Images with
     no face at a difficulty map to an empty list.
     """
+    import scipy.io  # here: a third of a second to import, and only the val lists need it
+
     ground_truth_dir = Path(ground_truth_dir)
     lists: dict[str, dict[str, list[int]]] = {}
     for difficulty in DIFFICULTIES:

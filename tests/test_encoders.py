@@ -1,7 +1,9 @@
-"""Models built from parts: encoders report channels and strides, the decoder follows them, configs rebuild the
-architecture without pretrained weights, and the ImageNet weights are really loaded and used."""
+"""Models built from parts: encoders report channels and strides and declare their normalization and pretrained
+weights, the decoder follows them, configs rebuild the architecture without pretrained weights, a new encoder is
+one registered class, and the ImageNet and CenterFace weights are really loaded and used."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,11 +11,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from faceerase import encoders
+from faceerase import encoders, model as model_module
 from faceerase.decoder import UNetDecoder
-from faceerase.encoders import MobileNetV2Encoder, PlainEncoder
+from faceerase.encoders import Encoder, MobileNetV2Encoder, PlainEncoder, PretrainedWeights
 from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import DEFAULT_MODEL_DIR
+from faceerase.onnx_model import OnnxFaceModel
+from faceerase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME
+from faceerase.training import TrainConfig, build_model
 
 EXAMPLES = DEFAULT_MODEL_DIR.parent / "faceerase" / "examples"
 
@@ -58,10 +62,11 @@ def test_mobilenet_model_predicts_any_size():
 
 @pytest.mark.slow
 def test_config_names_the_encoder_and_rebuilds_without_the_weights_wheel(tmp_path, monkeypatch):
-    def no_wheel():
-        raise AssertionError("building a saved model must not read the ImageNet weights")
+    def no_file():
+        raise AssertionError("building a saved model must not read pretrained weights")
 
-    monkeypatch.setattr(encoders, "imagenet_weights_path", no_wheel)
+    monkeypatch.setattr(MobileNetV2Encoder, "pretrained",
+                        tuple(replace(w, installed_file=no_file) for w in MobileNetV2Encoder.pretrained))
     torch.manual_seed(0)
     model = FaceEraseUNet.from_preset("mobilenet").eval()
     model.save_pretrained(tmp_path)
@@ -82,6 +87,104 @@ def test_missing_weights_wheel_is_a_one_line_error_with_the_pip_command(monkeypa
         FaceEraseUNet.from_preset("mobilenet").load_encoder_weights()
     with pytest.raises(ValueError, match="no pretrained weights"):
         FaceEraseUNet.from_preset("live").load_encoder_weights()
+
+
+def test_a_new_encoder_is_one_registered_class(tmp_path, monkeypatch):
+    """An encoder declared and registered here builds, saves and reloads, normalizes its input as it declares, and
+    trains from its pretrained weights, built with the parameters they need: model.py and training.py ask it."""
+    monkeypatch.setattr(encoders, "ENCODERS", dict(encoders.ENCODERS))
+    torch.manual_seed(1)
+    source = {"stem.weight": torch.randn(6, 3, 3, 3), "down.weight": torch.randn(12, 6, 3, 3)}
+    torch.save(source, tmp_path / "tiny.pt")
+
+    @encoders.register("tiny_test")
+    class TinyEncoder(Encoder):
+        mean, std = (0.2, 0.4, 0.6), (0.5, 0.25, 0.125)
+
+        def __init__(self, width: int = 4):
+            super().__init__()
+            self.width = width
+            self.stem = torch.nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False)
+            self.down = torch.nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False)
+            self.channels, self.strides = (width, 2 * width), (2, 4)
+
+        def forward(self, x):
+            shallow = torch.relu(self.stem(x))
+            return [shallow, torch.relu(self.down(shallow))]
+
+        def _load(self, path):
+            self.load_state_dict(torch.load(path, weights_only=True), strict=True)
+
+        pretrained = (PretrainedWeights("tiny", "tiny.pt", lambda: tmp_path / "tiny.pt", _load, params={"width": 6}),)
+
+    model = FaceEraseUNet(encoder="tiny_test", decoder_upsample="nearest").eval()
+    assert model.input_mean.flatten().tolist() == pytest.approx([0.2, 0.4, 0.6])
+    assert model.input_std.flatten().tolist() == pytest.approx([0.5, 0.25, 0.125])
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (TinyEncoder.mean, TinyEncoder.std))
+        declared = (x - mean) / std
+        logits = torch.nn.functional.interpolate(model.head(model.decoder(model.encoder(declared))), size=(20, 28),
+                                                 mode="bilinear", align_corners=False)
+        assert torch.allclose(model(x), logits, atol=1e-6)
+    image = torch.rand(1, 3, 21, 30)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = FaceEraseUNet.from_pretrained(tmp_path / "saved").eval()
+    assert isinstance(loaded.encoder, TinyEncoder) and torch.equal(model.predict_proba(image),
+                                                                    loaded.predict_proba(image))
+
+    monkeypatch.setitem(model_module.PRESETS, "tiny", dict(encoder="tiny_test", decoder_upsample="nearest"))
+    for weights in (None, "tiny", str(tmp_path / "tiny.pt")):  # default, by name, by file
+        trained = build_model(TrainConfig(preset="tiny", encoder_weights=weights))
+        assert trained.encoder.width == 6 and trained.hub_config["width"] == 6
+        assert all(torch.equal(trained.encoder.state_dict()[k], v) for k, v in source.items())
+    assert build_model(TrainConfig(preset="tiny", pretrained=False)).encoder.width == 4
+    with pytest.raises(ValueError, match=r"the tiny weights need the tiny_test encoder built with width=6, not "
+                                         r"width=4"):
+        model.load_encoder_weights()
+    with pytest.raises(ValueError, match="an encoder is already registered as 'tiny_test'"):
+        encoders.register("tiny_test")(TinyEncoder)
+
+
+def test_pretrained_weights_are_chosen_by_name_or_file_suffix_with_one_line_errors(tmp_path):
+    chosen = [MobileNetV2Encoder.pretrained_weights(weights).name for weights in
+              (None, "centerface", "imagenet", tmp_path / "CenterFace.ONNX", "weights/mobilenet.pth")]
+    assert chosen == ["imagenet", "centerface", "imagenet", "centerface", "imagenet"]
+    with pytest.raises(ValueError, match=r"no pretrained weights 'resnet\.bin'; it has imagenet \(or the path of "
+                                         r"a \.pth file\), centerface \(or the path of a \.onnx file\)"):
+        MobileNetV2Encoder.pretrained_weights("resnet.bin")
+    with pytest.raises(ValueError, match="the plain encoder has no pretrained weights"):
+        PlainEncoder.pretrained_weights()
+
+    garbage = tmp_path / "weights.pth"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"weights\.pth is not torchvision's MobileNetV2 mobilenet_v2-b0353104\.pth") \
+            as error:
+        FaceEraseUNet.from_preset("mobilenet").load_encoder_weights(garbage)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=r"the centerface weights need the fixed input normalization"):
+        FaceEraseUNet.from_preset("mobilenet", activation="relu", input_norm=True).load_encoder_weights("centerface")
+
+    with pytest.raises(ValueError, match=r"encoder_weights 'resnet\.bin' does not fit the 'mobilenet' preset: .*"
+                                         r"\(presets with pretrained encoders: --preset mobilenet\)"):
+        TrainConfig(preset="mobilenet", encoder_weights="resnet.bin")
+    with pytest.raises(ValueError, match="not init_from's saved weights"):
+        TrainConfig(init_from="hub", encoder_weights="centerface")
+
+
+@pytest.mark.slow
+def test_shipped_model_rebuilt_from_its_config_gives_the_probabilities_of_its_export():
+    """hub/config.json and hub/model.onnx were written before encoders declared their normalization: the model
+    rebuilt from the config through the registry gives the exported graph's probabilities on a real photo."""
+    model = FaceEraseUNet.from_pretrained(DEFAULT_MODEL_DIR).eval()
+    assert model.input_mean.flatten().tolist() == pytest.approx(encoders.IMAGENET_MEAN)
+    photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB").resize((320, 320))
+    image = np.asarray(photo, np.float32).transpose(2, 0, 1)[None] / 255
+    expected = OnnxFaceModel(DEFAULT_MODEL_DIR / ONNX_NAME).predict_proba(image)
+    prob = model.predict_proba(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(prob, expected, atol=2e-5, rtol=0)
+    # Measured with the code before the registry (torch, one thread): mean 0.0392704, 3,986 pixels above 0.5.
+    assert prob.mean() == pytest.approx(0.0392704, abs=1e-6) and abs(int((prob > 0.5).sum()) - 3986) <= 3
 
 
 def test_models_saved_in_the_flat_layout_still_load(tmp_path):
@@ -108,7 +211,11 @@ def test_models_saved_in_the_flat_layout_still_load(tmp_path):
 def test_imagenet_weights_are_loaded_strictly_and_recognise_a_cat():
     """The loaded encoder plus torchvision's own classifier (from the same file) calls the bundled cat a cat."""
     encoder = MobileNetV2Encoder().eval()
-    rest = encoder.load_imagenet_weights()
+    assert encoder.load_pretrained("imagenet").name == "imagenet"
+    state = torch.load(encoders.imagenet_weights_path(), map_location="cpu", weights_only=True)
+    own = encoder.state_dict()
+    assert all(torch.equal(own[k], state[k]) for k in own)
+    rest = {k: v for k, v in state.items() if k not in own}
     assert set(k.split(".")[0] + "." + k.split(".")[1] for k in rest) == {"features.18", "classifier.1"}
     last = torch.nn.Sequential(torch.nn.Conv2d(320, 1280, 1, bias=False), torch.nn.BatchNorm2d(1280),
                                torch.nn.ReLU6())
@@ -134,8 +241,6 @@ def test_imagenet_weights_are_loaded_strictly_and_recognise_a_cat():
 
 @needs_wheel
 def test_training_initialises_the_encoder_from_imagenet():
-    from faceerase.training import TrainConfig, build_model
-
     pretrained = build_model(TrainConfig(preset="mobilenet"))
     scratch = build_model(TrainConfig(preset="mobilenet", pretrained=False))
     state = torch.load(encoders.imagenet_weights_path(), map_location="cpu", weights_only=True)
@@ -195,8 +300,6 @@ def test_centerface_backbone_reproduces_the_detector_stride_32_features():
 def test_training_initialises_the_encoder_from_centerface():
     import onnx
     from onnx import numpy_helper
-
-    from faceerase.training import TrainConfig, build_model
 
     model = build_model(TrainConfig(preset="mobilenet", encoder_weights="centerface"))
     assert model.encoder.activation == "relu" and model.hub_config["activation"] == "relu"
