@@ -9,7 +9,6 @@ the bytes the CLI writes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from faceerase.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame, load_image_with_alpha,
                               write_image)
 from faceerase.metadata import allowed_exif
-from faceerase.video import DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, anonymize_video, output_suffix
+from faceerase.video import VIDEO_EXTENSIONS, VideoOutput, anonymize_video, output_suffix
 
 if TYPE_CHECKING:
     from faceerase.masks import Region
@@ -85,22 +84,21 @@ class Plan:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """How :func:`process_job` treats each file; the eraser holds the model, batch size and post-processing.
+    """How :func:`process_job` treats each file; the eraser holds the model, batch size and settings (the temporal
+    window of videos among them).
 
     ``max_pixels``: images of more pixels fail before they are decoded (None: the default of
     :func:`faceerase.images.load_image`). ``keep_metadata``: keep the allow-listed metadata of
-    :mod:`faceerase.metadata` (else none). ``temporal_window``: videos mask the maximum probability over this
-    many frames. ``resume``: skip jobs whose output is up to date (:func:`is_up_to_date`).
+    :mod:`faceerase.metadata` (else none). ``resume``: skip jobs whose output is up to date (:func:`is_up_to_date`).
+    ``video``: how videos are encoded (codec, quality, audio kept or dropped).
     """
 
     keep_metadata: bool = False
     max_pixels: int | None = None
-    temporal_window: int = DEFAULT_TEMPORAL_WINDOW
     resume: bool = False
+    video: VideoOutput = VideoOutput()
 
     def __post_init__(self) -> None:
-        if self.temporal_window < 1:
-            raise ValueError(f"temporal_window must be >= 1, got {self.temporal_window}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive number of pixels or None, got {self.max_pixels}")
 
@@ -275,14 +273,10 @@ def is_up_to_date(job: Job) -> bool:
         return False
 
 
-def record_context(eraser: "FaceEraser", options: JobOptions, model: Mapping[str, Any]) -> dict[str, Any]:
+def record_context(eraser: "FaceEraser", model: Mapping[str, Any]) -> dict[str, Any]:
     """What every record of an anonymized or failed file says about the run: ``model`` (how the caller names
-    the model: id, revision, weights hash, backend) and the eraser's resolved settings."""
-    post = {name: list(value) if isinstance(value, tuple) else value  # JSON has lists, not tuples
-            for name, value in dataclasses.asdict(eraser.options).items()}
-    settings = {**post, "input_size": eraser.input_size, "extra_scales": list(eraser.settings.extra_scales),
-                "temporal_window": options.temporal_window}
-    return {"model": dict(model), "settings": settings}
+    the model: id, revision, weights hash, backend) and the eraser's settings, whole."""
+    return {"model": dict(model), "settings": eraser.settings.to_dict()}
 
 
 def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Mapping[str, Any], *,
@@ -290,8 +284,9 @@ def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Ma
     """Anonymize ``job``'s file into its destination, written atomically, and return its audit record.
 
     The record (JSON-serialisable, as the report writes it) has ``timestamp``, ``input``, ``output``, ``kind``,
-    what was found (image: ``threshold``, ``regions``, ``n_regions``; video: ``frames``, ``audio``,
-    ``warnings``, ``threshold_range``, ``n_regions``, ``frame_regions``), ``seconds``, the ``context`` of
+    what was found (image: ``threshold``, ``regions``, ``n_regions``; video: ``frames``, how they were encoded
+    (``codec``, ``crf``, ``pixel_format``), ``audio``, ``warnings``, ``threshold_range``, ``n_regions``,
+    ``frame_regions``), ``seconds``, the ``context`` of
     :func:`record_context` and ``status``: :data:`ANONYMIZED`; ``"failed"`` with the ``error`` (the file is not a
     regular file, nor an image or video this library reads, or it cannot be written; nothing is left at the
     destination); or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason``
@@ -347,10 +342,12 @@ def _erase_image(eraser: "FaceEraser", job: Job, options: JobOptions) -> dict[st
 
 def _erase_video(eraser: "FaceEraser", job: Job, options: JobOptions,
                  on_frame: Callable[[int], None] | None) -> dict[str, Any]:
-    summary = anonymize_video(eraser, job.source, job.destination, temporal_window=options.temporal_window,
-                              batch_size=eraser.batch_size, keep_metadata=options.keep_metadata, on_frame=on_frame)
+    summary = anonymize_video(eraser, job.source, job.destination, temporal_window=eraser.settings.temporal_window,
+                              batch_size=eraser.batch_size, output=options.video, keep_metadata=options.keep_metadata,
+                              on_frame=on_frame)
     frame_regions = [{"frame": i, "regions": _regions(r)} for i, r in enumerate(summary.regions) if r]
-    return {"frames": summary.frames, "audio": summary.audio, "warnings": summary.warnings,
+    return {"frames": summary.frames, "codec": summary.codec, "crf": summary.crf,
+            "pixel_format": summary.pixel_format, "audio": summary.audio, "warnings": summary.warnings,
             "threshold_range": [round(min(summary.thresholds), 4), round(max(summary.thresholds), 4)],
             "n_regions": sum(len(r) for r in summary.regions), "frame_regions": frame_regions}
 
