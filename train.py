@@ -18,6 +18,7 @@ import sys
 import types
 import typing
 
+from faceerase.data import default_widerface_root
 from faceerase.hub import ModelLoadError
 from faceerase.training import RENAMED_FIELDS, TrainConfig, train
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     for old, new in RENAMED_FIELDS.items():
         parser.add_argument(_flag(old), dest=new, action=_OldFlag, type=_base_type(hints[new]), choices=choices[new],
                             default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.set_defaults(data=str(default_widerface_root()))  # $FACEERASE_WIDERFACE, else ../shared/widerface
     return parser
 
 

@@ -13,9 +13,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-WIDERFACE = REPO / ".." / "shared" / "widerface"
 if str(REPO) not in sys.path:  # run from a checkout without ``pip install -e .``
     sys.path.insert(0, str(REPO))
+
+from faceerase.data import default_widerface_root  # noqa: E402
+from faceerase.outputs import markdown_table  # noqa: E402, F401  (the scripts' tables, as the package writes them)
+
+WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 
 
 def machine() -> dict[str, Any]:
@@ -31,18 +35,6 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A GitHub Markdown table of ``rows`` restricted to ``columns`` (missing cells shown as ``–``)."""
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def write_results(stem: str, data: dict[str, Any], markdown: str) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import datasets
 
 DEFAULT_SOURCE = "CUHK-CSE/wider_face"
+WIDERFACE_ENV = "FACEERASE_WIDERFACE"
 PARQUET_REVISION = "refs/convert/parquet"
 # Bump when the cached Arrow layout changes so stale caches are rebuilt.
 _CACHE_VERSION = "1"
@@ -57,6 +58,13 @@ class AnnotationError(ValueError):
 def default_cache_dir() -> Path:
     """Root of FaceErase's caches: ``$FACEERASE_CACHE`` or ``~/.cache/faceerase``."""
     return Path(os.environ.get("FACEERASE_CACHE", Path.home() / ".cache" / "faceerase"))
+
+
+def default_widerface_root() -> Path:
+    """The local WIDER FACE folder (official layout) that ``train.py``, the benchmarks, ``scripts/make_pack.py`` and
+    the tests use when none is given: ``$FACEERASE_WIDERFACE``, else ``../shared/widerface`` (relative to the
+    working directory: beside a checkout, for commands run from its root)."""
+    return Path(os.environ.get(WIDERFACE_ENV) or "../shared/widerface").expanduser()
 
 
 def split_paths(root: str | Path, split: str) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from huggingface_hub import ModelCardData
 
 from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE
-from faceerase.model import REPO_URL, FaceEraseUNet
+from faceerase.model import FaceEraseUNet
 
 DATASETS = ["CUHK-CSE/wider_face"]
 
@@ -66,7 +66,8 @@ def write_model_card(folder: str | Path, metrics: dict, train_config: dict, *, m
 # FaceErase U-Net
 
 A fully convolutional U-Net that maps an image to per-pixel face probabilities; FaceErase thresholds them
-into a mask and inpaints, blurs or pixelates every face. Code: {REPO_URL}
+into a mask and fills (or inpaints, blurs, pixelates) every face. Code: the `faceerase` Python package (Apache-2.0; its
+public repository is to be published).
 
 ## Licence
 

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan, process_job,
                              record_context)
 from faceerase.outputs import remove_stale_temp_files
-from faceerase.runs import EraserArgs, RunSummary, account_for
+from faceerase.pipeline import EraserSpec
+from faceerase.runs import RunSummary, account_for
 
 INSTALL_HINT = "pip install 'faceerase[ray]'"
 MAX_BLOCKS = 4096
@@ -56,14 +58,15 @@ def require_ray() -> ModuleType:
 
 class EraseFiles:
     """A Ray Data callable class (``map_batches(EraseFiles, fn_constructor_args=(eraser_args, options))``): each
-    actor builds the eraser of ``eraser_args`` once; each row (``source``, ``destination``, ``kind``: a
-    :class:`~faceerase.batch.Job`) is anonymized by :func:`~faceerase.batch.process_job` into the column
-    ``record``, the audit record as JSON text (records of images, videos and failures have different fields)."""
+    actor builds the eraser of ``eraser_args`` (an :class:`~faceerase.pipeline.EraserSpec`) once; each row
+    (``source``, ``destination``, ``kind``: a :class:`~faceerase.batch.Job`) is anonymized by
+    :func:`~faceerase.batch.process_job` into the column ``record``, the audit record as JSON text (records of
+    images, videos and failures have different fields)."""
 
-    def __init__(self, eraser_args: EraserArgs, options: JobOptions):
-        self.eraser, identity = eraser_args.build()
+    def __init__(self, eraser_args: EraserSpec, options: JobOptions):
+        self.eraser = eraser_args.build()
         self.options = options
-        self.context = record_context(self.eraser, options, identity)
+        self.context = record_context(self.eraser, self.eraser.identity)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         """The records of the batch's jobs; a file that cannot be anonymized gives a failed record."""
@@ -72,7 +75,7 @@ class EraseFiles:
         return {"record": [json.dumps(process_job(self.eraser, job, self.options, self.context)) for job in jobs]}
 
 
-def anonymize_with_ray(paths: Sequence[str | Path], out: str | Path, *, eraser_args: EraserArgs = EraserArgs(),
+def anonymize_with_ray(paths: Sequence[str | Path], out: str | Path, *, eraser_args: EraserSpec = EraserSpec(),
                        options: JobOptions = JobOptions(), report: str | Path | None = None, actors: int = 2,
                        num_cpus_per_actor: float = 1.0, num_gpus_per_actor: float = 0.0, address: str | None = None,
                        on_record: Callable[[dict[str, Any]], object] | None = None) -> RunSummary:
@@ -101,7 +104,7 @@ def anonymize_with_ray(paths: Sequence[str | Path], out: str | Path, *, eraser_a
 
 
 @contextlib.contextmanager
-def ray_records(jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOptions, *, actors: int = 2,
+def ray_records(jobs: Sequence[Job], eraser_args: EraserSpec, options: JobOptions, *, actors: int = 2,
                 num_cpus_per_actor: float = 1.0, num_gpus_per_actor: float = 0.0,
                 address: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
     """Run ``jobs`` (absolute paths) on a pool of ``actors`` Ray actors; yields an iterator of their audit
@@ -115,7 +118,8 @@ def ray_records(jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOption
     this function started is shut down on exit. Before any file, one Ray task with an actor's resources loads
     the model: :class:`~faceerase.hub.ModelLoadError` when it does not load. An unreachable ``HOST:PORT`` is a
     :class:`ConnectionError`. Ray's progress bars and INFO logs are off, and so are the logs of its workers
-    (the records carry the errors of files); Ray's own errors are raised.
+    (the records carry the errors of files); Ray's own errors are raised. An actor that crashes (say, on a file that
+    crashes its decoder) is not restarted: the run ends with Ray's error, and ``--resume`` continues it.
     """
     if actors < 1:
         raise ValueError(f"actors must be >= 1, got {actors}")
@@ -140,7 +144,7 @@ def ray_records(jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOption
         yield _records(ray, jobs, eraser_args, options, min(actors, len(jobs)), resources)
 
 
-def _actor_eraser_args(eraser_args: EraserArgs, num_gpus: float, num_cpus: float) -> EraserArgs:
+def _actor_eraser_args(eraser_args: EraserSpec, num_gpus: float, num_cpus: float) -> EraserSpec:
     """``eraser_args`` for an actor: a local model folder by its absolute path; the torch backend on CUDA for a
     GPU actor, the CPU otherwise, with onnxruntime on as many threads as the actor has CPUs (not every core of
     the node, which the node's other actors share)."""
@@ -209,7 +213,7 @@ def _connection(ray: ModuleType, address: str | None, cpus: int) -> Iterator[boo
         ray.shutdown()
 
 
-def _load_error(eraser_args: EraserArgs) -> tuple[bool, str] | None:
+def _load_error(eraser_args: EraserSpec) -> tuple[bool, str] | None:
     """Why the eraser of ``eraser_args`` cannot be built: (whether the model does not load, else a setting is
     refused; the message). None when it can."""
     from faceerase.hub import ModelLoadError
@@ -223,7 +227,7 @@ def _load_error(eraser_args: EraserArgs) -> tuple[bool, str] | None:
     return None
 
 
-def _check_model(ray: ModuleType, eraser_args: EraserArgs, resources: dict[str, float]) -> None:
+def _check_model(ray: ModuleType, eraser_args: EraserSpec, resources: dict[str, float]) -> None:
     """Load the model once in a Ray task with an actor's resources: a model that does not load fails here,
     before any file is touched, instead of killing every actor."""
     from faceerase.hub import ModelLoadError
@@ -234,11 +238,17 @@ def _check_model(ray: ModuleType, eraser_args: EraserArgs, resources: dict[str, 
         raise ModelLoadError(message) if model_error else ValueError(message)
 
 
-def _records(ray: ModuleType, jobs: Sequence[Job], eraser_args: EraserArgs, options: JobOptions, actors: int,
+def _records(ray: ModuleType, jobs: Sequence[Job], eraser_args: EraserSpec, options: JobOptions, actors: int,
              resources: dict[str, float]) -> Iterator[dict[str, Any]]:
     rows = [{"source": str(job.source), "destination": str(job.destination), "kind": job.kind} for job in jobs]
-    dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
-        EraseFiles, fn_constructor_args=(eraser_args, options), compute=ray.data.ActorPoolStrategy(size=actors),
-        batch_size=1, batch_format="numpy", **resources)
+    # max_restarts=0: by default Ray Data restarts a crashed actor and retries its batch for ever, so a file that
+    # crashes the process decoding it would never let the run end; here it ends the run (--resume continues it).
+    # Without restarts Ray also stops printing, for every actor pool, an error-level line that restarts may fail
+    # (ray-project/ray#57733). Ray 2.60 takes max_restarts only through its deprecated **ray_remote_args.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", DeprecationWarning)
+        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
+            EraseFiles, fn_constructor_args=(eraser_args, options), compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=1, batch_format="numpy", max_restarts=0, **resources)
     for row in dataset.iter_rows():
         yield json.loads(row["record"])

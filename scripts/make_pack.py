@@ -12,12 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from faceerase.data import default_widerface_root  # noqa: E402
 from faceerase.pack import load_image_set, write_pack  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/widerface", help="local WIDER FACE folder or Hub id")
+    parser.add_argument("--data", default=str(default_widerface_root()),
+                        help="local WIDER FACE folder or Hub id ($FACEERASE_WIDERFACE, else ../shared/widerface)")
     parser.add_argument("--out", default="packs/widerface_512.npz", help="pack file to write (.npz)")
     parser.add_argument("--splits", default="train,validation", help="comma-separated splits to include")
     parser.add_argument("--long-side", type=int, default=512, help="resize images so the long side is this")

@@ -13,7 +13,9 @@ from PIL import Image
 from faceerase import data as data_module
 from faceerase.augment import CropSampler
 from faceerase.data import (
+    WIDERFACE_ENV,
     AnnotationError,
+    default_widerface_root,
     face_masks,
     invalid_flags,
     load_wider_face,
@@ -22,7 +24,7 @@ from faceerase.data import (
 )
 from faceerase.pack import ImageSet, fit_long_side, load_image_set, pack_images, write_pack
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "widerface"
+SHARED = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 
 # name -> (size (w, h), faces [x, y, w, h, blur, expression, illumination, invalid, occlusion, pose])
 TRAIN = {
@@ -173,7 +175,7 @@ def test_fit_long_side_downscales_only():
 
 def test_shared_widerface_validation_has_411_rows():
     if not SHARED.is_dir():
-        pytest.skip(f"../shared/widerface not found: {SHARED} is absent on this machine")
+        pytest.skip(f"WIDER FACE not found at {SHARED} (set {WIDERFACE_ENV} to its folder)")
     ds = load_wider_face(SHARED, "validation")
     assert len(ds) == 411 and ds[0]["file_name"] == "0--Parade/0_Parade_marchingband_1_465.jpg"
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from faceerase.data import WIDERFACE_ENV, default_widerface_root
 from faceerase.evaluation import (
     aggregate,
     box_mask,
@@ -22,7 +23,7 @@ from faceerase.evaluation import (
     score_image,
 )
 
-WIDERFACE = Path(__file__).resolve().parents[1] / ".." / "shared" / "widerface"
+WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 GROUND_TRUTH = WIDERFACE / "eval_tools" / "ground_truth"
 
 
@@ -151,7 +152,7 @@ def _present_val_stems() -> set[str]:
     return {p.stem for p in (WIDERFACE / "WIDER_val" / "images").glob("*/*.jpg")}
 
 
-@pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE subset not found at {WIDERFACE}")
+@pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE not found at {WIDERFACE} (set {WIDERFACE_ENV})")
 def test_difficulty_lists_from_real_files():
     lists = load_difficulty_lists(GROUND_TRUTH)
     stems = _present_val_stems()
@@ -244,7 +245,7 @@ def test_evaluate_runs_a_real_eraser_end_to_end():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE subset not found at {WIDERFACE}")
+@pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE not found at {WIDERFACE} (set {WIDERFACE_ENV})")
 def test_evaluate_widerface_on_two_real_images():
     from faceerase.evaluation import evaluate_widerface
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceerase.data import WIDERFACE_ENV, default_widerface_root
 from faceerase.evaluation import collateral, evaluate, face_coverage, load_difficulty_lists
 from faceerase.onnx_model import OnnxFaceModel
 from faceerase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME, WEIGHTS_NAME, FaceEraser, load_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
-WIDERFACE = Path(__file__).resolve().parents[2] / "shared" / "widerface"
+WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 ASTRONAUT_FACE = [175, 60, 93, 105]  # x, y, w, h: Eileen Collins' face, eyebrows to chin, as WIDER FACE draws boxes
 VAL_SAMPLE = range(0, 400, 10)  # a fixed 40-image sample of the 411 val images
 # Measured on 2026-12-03 by benchmarks/examples.py (results/examples_hub.md): easy 0.931, medium 0.912, hard 0.880,
@@ -57,7 +58,7 @@ def test_face_less_examples_are_left_almost_untouched(eraser, example):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WIDERFACE.is_dir(), reason=f"WIDER FACE subset not found at {WIDERFACE}")
+@pytest.mark.skipif(not WIDERFACE.is_dir(), reason=f"WIDER FACE not found at {WIDERFACE} (set {WIDERFACE_ENV})")
 def test_val_sample_recall_stays_above_floor(eraser):
     from faceerase.data import load_wider_face
 
