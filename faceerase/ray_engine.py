@@ -26,8 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan, process_job,
-                             record_context)
+from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, failure_record, is_input_or_output, plan,
+                             process_job, record_context)
 from faceerase.outputs import remove_stale_temp_files
 from faceerase.pipeline import EraserSpec
 from faceerase.runs import RunSummary, account_for
@@ -250,5 +250,18 @@ def _records(ray: ModuleType, jobs: Sequence[Job], eraser_args: EraserSpec, opti
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
             EraseFiles, fn_constructor_args=(eraser_args, options), compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=1, batch_format="numpy", max_restarts=0, **resources)
-    for row in dataset.iter_rows():
-        yield json.loads(row["record"])
+    done: set[str] = set()
+    try:
+        for row in dataset.iter_rows():
+            record = json.loads(row["record"])
+            done.add(record["input"])
+            yield record
+    except ray.exceptions.RayError as error:  # an actor died (a file crashed its process, a node was lost)
+        reason = f"not anonymized: the Ray run stopped ({type(error).__name__}: {_first_line(str(error))})"
+        for job in jobs:  # every file without a record fails with the reason, so the summary and report count it
+            if str(job.source) not in done:
+                yield failure_record(job.source, reason)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
