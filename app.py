@@ -24,8 +24,10 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import fields, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import cv2
 import gradio as gr
@@ -37,14 +39,22 @@ from faceerase.images import InvalidImageError, default_max_pixels, load_image
 from faceerase.masks import MASK_SHAPES
 from faceerase.model import FaceEraseUNet
 from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
-from faceerase.settings import DEFAULT_SETTINGS
+from faceerase.settings import DEFAULT_SETTINGS, EraseSettings, format_setting, parse_setting, setting_kind
 from faceerase.thresholds import THRESHOLD_MODES
 from faceerase.video import TemporalMax, anonymize_frames
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
-METHOD_LABELS = {"inpaint_telea": "Inpaint (Telea)", "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur",
-                 "mosaic": "Mosaic", "solid": "Solid fill"}
-WEBCAM_TEMPORAL_WINDOW = 3
+METHOD_LABELS = {"fill": "Fill (from the border)", "inpaint_telea": "Inpaint (Telea)",
+                 "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur", "mosaic": "Mosaic", "solid": "Solid fill"}
+API_NAMES = {"mode": "threshold_mode", "fixed": "threshold_value", "shape": "mask_shape"}
+"""The ``/erase`` endpoint's names of three settings (kept from before the settings had one type); every other
+input of an endpoint is named as its setting."""
+OWN_CONTROLS = {"threshold_mode", "threshold_value", "method", "dilation", "mask_shape", "input_size",
+                "live_input_size", "temporal_window"}
+"""The settings with controls of their own on the page (in the image tab, the first six; in the webcam tab, the
+method and the last two)."""
+MORE_CONTROLS = tuple(f.name for f in fields(EraseSettings) if f.name not in OWN_CONTROLS)
+"""Every other setting: one control each, made from its field, under the image tab's "More settings"."""
 CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, all sessions together
 SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's temporary folder
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
@@ -204,7 +214,8 @@ def annotated(image: str, mask: str | None) -> dict:
 # --------------------------------------------------------------------------- handlers
 
 class ProbabilityCache:
-    """Probability maps by (session, image pixels, input size), least recently used dropped beyond a byte budget.
+    """Probability maps by (session, image pixels, network settings), least recently used dropped beyond a byte
+    budget.
 
     One store for all sessions so that memory stays bounded however many users there are, but a map serves
     only the session that computed it: no one learns from the page whether another user sent the same image.
@@ -216,9 +227,10 @@ class ProbabilityCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(session: str, image: np.ndarray, input_size: int) -> str:
-        """The key of a C-contiguous ``image`` at ``input_size`` in ``session`` (hashed in place, not copied)."""
-        return f"{session}-{hashlib.sha1(image).hexdigest()}-{image.shape}-{input_size}"
+    def key(session: str, image: np.ndarray, settings: EraseSettings) -> str:
+        """The key of a C-contiguous ``image`` run with the network ``settings`` in ``session`` (hashed in place,
+        not copied)."""
+        return f"{session}-{hashlib.sha1(image).hexdigest()}-{image.shape}-{settings.group('network')}"
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
@@ -234,25 +246,29 @@ class ProbabilityCache:
 
 
 class Handlers:
-    """The page's event handlers and what they share: the model (or why it did not load), its inference settings
-    (``inference.json``: the page's defaults), the upload limit and the probability cache."""
+    """The page's event handlers and what they share: the model (or why it did not load), the page's settings (the
+    model's ``inference.json`` resolved: the controls' defaults), the upload limit and the probability cache."""
 
     def __init__(self, model: FaceEraseUNet | None, error: str | None, max_pixels: int):
         self.model, self.error, self.max_pixels = model, error, max_pixels
-        self.settings = model.settings if model is not None else DEFAULT_SETTINGS
-        self.webcam_input_size = self.settings.live_input_size
+        self.settings = EraseSettings().resolved(model.settings if model is not None else DEFAULT_SETTINGS)
         self.cache = ProbabilityCache()
-        self._erasers: dict[tuple[int, bool], FaceEraser] = {}
 
-    def eraser(self, input_size: int, live: bool = False) -> FaceEraser:
-        """A FaceEraser on the shared model at this network input size (0 = original resolution); ``live`` frames
-        get a single pass (no extra scales) to stay real-time."""
+    def eraser(self, settings: EraseSettings) -> FaceEraser:
+        """A FaceEraser on the shared model with ``settings``; its runner comes from the cache of loaded models
+        (:func:`faceerase.runners.load`: the first request exports the model once)."""
         if self.model is None:
             raise gr.Error(f"The model is not loaded: {self.error}")
-        if (input_size, live) not in self._erasers:
-            self._erasers[input_size, live] = FaceEraser(self.model, input_size=input_size,
-                                                         extra_scales=() if live else None)
-        return self._erasers[input_size, live]
+        return FaceEraser(self.model, settings=settings)
+
+    def settings_of(self, controls: dict[str, Any]) -> EraseSettings:
+        """The page's settings with the values of ``controls`` (by setting, or by :data:`API_NAMES`); a gr.Error
+        says why a value is invalid."""
+        controls = {API_NAMES.get(name, name): value for name, value in controls.items()}
+        try:
+            return replace(self.settings, **{name: control_value(name, value) for name, value in controls.items()})
+        except (ValueError, TypeError) as error:
+            raise gr.Error(f"Invalid setting: {error}") from None
 
     def read_upload(self, upload: dict) -> np.ndarray:
         """An uploaded image (Gradio's file data) as RGB, or a gr.Error naming it as the user knows it."""
@@ -262,33 +278,33 @@ class Handlers:
             message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
             raise gr.Error(f"Cannot read this file: {message}") from None
 
-    def erase_image(self, upload: dict | None, mode: str, fixed: float, method: str, dilation: float, shape: str,
-                    input_size: int, request: gr.Request) -> tuple:
-        """Image tab: network pass (skipped when this session has seen this image at this input size), then
-        post-processing.
+    def erase_image(self, upload: dict | None, request: gr.Request, **controls: Any) -> tuple:
+        """Image tab: network pass (skipped when this session has seen this image with these network settings),
+        then post-processing; ``controls``: the values of the tab's controls, by setting.
 
         Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
         of :func:`output_folder`.
         """
         if not upload:
             return None, None, None, None, None, ""
+        settings = self.settings_of(controls)
         image = self.read_upload(upload)
-        size = int(input_size)
-        key = self.cache.key(request.session_hash, image, size) if request.session_hash else None
+        eraser = self.eraser(settings)
+        key = self.cache.key(request.session_hash, image, settings) if request.session_hash else None
         prob = self.cache.get(key) if key else None
         if prob is not None:
             network = "network skipped (cached probabilities)"
         else:
             start = time.perf_counter()
-            prob = self.eraser(size).predict([image])[0]
-            network = f"network {1000 * (time.perf_counter() - start):.0f} ms at {size or 'original'} px"
+            prob = eraser.predict([image])[0]
+            network = (f"network {1000 * (time.perf_counter() - start):.0f} ms at "
+                       f"{settings.input_size or 'original'} px")
             if key:
                 self.cache.put(key, prob)
-        result = self.eraser(size).postprocess(image, prob, threshold_mode=mode, threshold_value=float(fixed),
-                                               method=method, dilation=int(dilation), mask_shape=shape)
+        result = eraser.postprocess(image, prob)
         n = len(result.regions)
         summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
-                   f"threshold {result.threshold:.3f} ({mode}) · {network}")
+                   f"threshold {result.threshold:.3f} ({settings.threshold_mode}) · {network}")
         folder = output_folder()
         mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
         return (served(save_png(heat_map(prob), folder, "probability")),
@@ -296,24 +312,27 @@ class Handlers:
                 round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
                 served(save_png(result.anonymized, folder, "anonymized")), summary)
 
-    def erase_frame(self, upload: dict | None, method: str) -> str | None:
+    def erase_frame(self, upload: dict | None, **controls: Any) -> str | None:
         """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
-        pass at the live input size) but without the temporal smoothing of a stream; returns the file's path."""
+        pass at the live input size) but without the temporal smoothing of a stream; ``controls``: the method and
+        the live input size. Returns the file's path."""
         if not upload:
             return None
         frame = self.read_upload(upload)
-        live = self.eraser(self.webcam_input_size, live=True)
-        result = live.postprocess(frame, live.predict([frame])[0], method=method)
+        live = self.eraser(self.settings_of(controls).live())
+        result = live.postprocess(frame, live.predict([frame])[0])
         return save_png(result.anonymized, output_folder(), "anonymized")
 
-    def stream_frame(self, frame: np.ndarray | None, method: str, state: dict | None) -> tuple:
-        """Webcam tab: anonymize one streamed frame with temporal smoothing; report frames per second."""
+    def stream_frame(self, frame: np.ndarray | None, state: dict | None, **controls: Any) -> tuple:
+        """Webcam tab: anonymize one streamed frame with temporal smoothing over the last frames; report frames per
+        second. ``controls``: the values of the tab's controls, by setting."""
         if frame is None:
             return None, "", state
-        state = state or {"smoother": TemporalMax(WEBCAM_TEMPORAL_WINDOW), "last": None, "fps": 0.0}
+        settings = self.settings_of(controls).live()
+        if state is None or state["smoother"].window != settings.temporal_window:
+            state = {"smoother": TemporalMax(settings.temporal_window), "last": None, "fps": 0.0}
         start = time.perf_counter()
-        live = self.eraser(self.webcam_input_size, live=True)
-        result = next(anonymize_frames(live, iter([frame]), state["smoother"], batch_size=1, method=method))
+        result = next(anonymize_frames(self.eraser(settings), iter([frame]), state["smoother"], batch_size=1))
         now = time.perf_counter()
         if state["last"] is not None:
             rate = 1.0 / max(now - state["last"], 1e-6)
@@ -321,7 +340,32 @@ class Handlers:
         state["last"] = now
         return (save_png(result.anonymized, output_folder(), "anonymized"),
                 f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
-                f"({self.webcam_input_size} px network input)", state)
+                f"({settings.input_size} px network input)", state)
+
+
+def control_value(name: str, value: Any) -> Any:
+    """The setting ``name`` from the value of its control: a text for several numbers, a float for a whole
+    number."""
+    kind = setting_kind(name)
+    if kind is tuple:
+        return parse_setting(name, str(value))[name]
+    if value is None:
+        raise ValueError(f"{name} needs a value")
+    return round(value) if kind is int else kind(value)
+
+
+def settings_control(name: str, value: Any) -> gr.Component:
+    """A control of the setting ``name`` showing ``value``, made from its field: label, help, choices, type."""
+    meta = next(f for f in fields(EraseSettings) if f.name == name).metadata
+    label, kind = name.replace("_", " ").capitalize(), setting_kind(name)
+    if meta.get("choices"):
+        return gr.Dropdown(list(meta["choices"]), value=value, label=label, info=meta["help"])
+    if kind is bool:
+        return gr.Checkbox(value, label=label, info=meta["help"])
+    if kind in (tuple, str):
+        return gr.Textbox(format_setting(value), label=label, info=meta["help"])
+    return gr.Number(value, label=label, info=meta["help"], minimum=meta.get("minimum"),
+                     precision=0 if kind is int else None)
 
 
 def toggle_fixed(mode: str) -> dict:
@@ -335,9 +379,9 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
     """The page on ``model`` (folder or Hub repo id; default: ``FACEERASE_MODEL``, else ``hub/``), refusing
     uploads of more than ``max_pixels`` (default: ``FACEERASE_MAX_PIXELS``, else 40 megapixels)."""
     handlers = Handlers(*load(model or os.environ.get("FACEERASE_MODEL") or None), max_pixels or default_max_pixels())
-    settings, webcam_input_size = handlers.settings, handlers.webcam_input_size
-    input_sizes = [(f"{s} px", s) for s in sorted({256, 384, 512, 768, 1024, settings.input_size} - {0})] + [
-        ("original", 0)]
+    settings = handlers.settings
+    input_sizes = [(f"{s} px", s) for s in sorted({256, 320, 384, 512, 768, 1024, settings.input_size,
+                                                   settings.live_input_size} - {0})] + [("original", 0)]
     methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
     with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
@@ -364,44 +408,55 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                     hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False)
                     threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
                 with gr.Column(scale=3):
-                    mode = gr.Radio(list(THRESHOLD_MODES), value="auto", label="Threshold",
+                    mode = gr.Radio(list(THRESHOLD_MODES), value=settings.threshold_mode, label="Threshold",
                                     info=f"auto: Otsu, clamped to this model's calibrated range "
                                          f"[{settings.threshold_floor:g}, {settings.threshold_ceiling:g}] (a map "
                                          f"with nothing above {settings.threshold_floor:g} masks nothing); "
                                          "seed: 2018 rule; fixed: the slider")
                     fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
-                    method = gr.Dropdown(methods, value="inpaint_telea", label="Anonymization")
+                    method = gr.Dropdown(methods, value=settings.method, label="Anonymization")
                     dilation = gr.Slider(0, 50, value=settings.dilation, step=1, label="Mask dilation (px)",
                                          info=(f"each region also grows by {settings.dilation_ratio:g} of its size, "
                                                "whichever is more" if settings.dilation_ratio else None))
-                    shape = gr.Radio(list(MASK_SHAPES), value="predicted", label="Mask shape")
+                    shape = gr.Radio(list(MASK_SHAPES), value=settings.mask_shape, label="Mask shape")
                     size = gr.Dropdown(input_sizes, value=settings.input_size, label="Model input size",
                                        info="long side seen by the network"
                                             + "".join(f", plus a pass at {x:g}x of it" for x in settings.extra_scales)
                                             + "; changing it re-runs the network")
+                    with gr.Accordion("More settings", open=False):
+                        more = [settings_control(name, getattr(settings, name)) for name in MORE_CONTROLS]
             mode.change(toggle_fixed, mode, fixed, queue=False, api_visibility="private")
-            gr.on([source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
-                   size.change], handlers.erase_image,
-                  inputs=[source, mode, fixed, method, dilation, shape, size],
+            triggers = [source.change, mode.change, fixed.release, method.change, dilation.release, shape.change,
+                        size.change]
+            for control in more:
+                triggers += [control.change] if isinstance(control, (gr.Checkbox, gr.Dropdown)) else [
+                    control.submit, control.blur]
+            gr.on(triggers, handlers.erase_image, inputs=[source],
+                  inputs_kwargs={"mode": mode, "fixed": fixed, "method": method, "dilation": dilation, "shape": shape,
+                                 "input_size": size, **dict(zip(MORE_CONTROLS, more))},
                   outputs=[heat, hist, threshold_used, overlay, result, summary],
                   api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
                   show_progress="minimal")
         with gr.Tab("Webcam"):
-            gr.Markdown(f"Live anonymization of your camera at {webcam_input_size} px network input, with a "
-                        f"{WEBCAM_TEMPORAL_WINDOW}-frame temporal window so a face missed once does not flash.")
+            gr.Markdown("Live anonymization of your camera: one network pass a frame at the live input size, and "
+                        "the maximum over a temporal window of frames, so that a face missed once does not flash.")
             with gr.Row():
                 camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
                 live = gr.Image(label="Anonymized", interactive=False)
             with gr.Row():
                 live_method = gr.Dropdown(methods, value="blur", label="Anonymization")
+                live_size = gr.Dropdown(input_sizes, value=settings.live_input_size, label="Live input size")
+                window = settings_control("temporal_window", settings.temporal_window)
                 fps = gr.Markdown(elem_id="fps")
             live_state = gr.State()
-            camera.stream(handlers.stream_frame, [camera, live_method, live_state], [live, fps, live_state],
-                          stream_every=0.1, time_limit=120, concurrency_limit=2, api_visibility="private")
+            live_controls = {"method": live_method, "live_input_size": live_size, "temporal_window": window}
+            camera.stream(handlers.stream_frame, [camera, live_state], [live, fps, live_state],
+                          inputs_kwargs=live_controls, stream_every=0.1, time_limit=120, concurrency_limit=2,
+                          api_visibility="private")
             # API clients cannot consume a stream: /erase_frame takes one frame, with no trigger on the page.
             frame, frame_result = gr.Image(visible=False), gr.Image(visible=False)
-            gr.on([], handlers.erase_frame, [frame, live_method], frame_result, api_name="erase_frame",
-                  preprocess=False)
+            gr.on([], handlers.erase_frame, [frame], frame_result, api_name="erase_frame", preprocess=False,
+                  inputs_kwargs={"method": live_method, "live_input_size": live_size})
     demo.queue(default_concurrency_limit=2, max_size=32)
     return demo
 

@@ -5,7 +5,7 @@ the available cores; each figure is the median of ``--repeats`` runs after one w
 
 - ``network_ms``: ``FaceEraser.predict`` with one pass at the photo's own size;
 - ``default_ms``: the model's default pipeline: ``predict`` at its ``inference.json`` input size and extra scales,
-  then ``postprocess`` (auto threshold, mask growth, regions, Telea inpainting) on the real output;
+  then ``postprocess`` (auto threshold, mask growth, regions, the default fill) on the real output;
 - ``live_ms`` (640x480 only): the webcam path of the app: one pass at the model's ``live_input_size``, then
   ``postprocess`` with blurring; ``live_fps`` = 1000 / ``live_ms`` (target: >= 25).
 
@@ -24,7 +24,8 @@ import torch
 from common import REPO, machine, markdown_table, write_results
 
 from faceerase.images import load_image
-from faceerase.pipeline import BACKENDS, FaceEraser
+from faceerase.pipeline import FaceEraser
+from faceerase.runners import BACKENDS
 
 SIZES = ((640, 480), (1024, 768))
 PHOTO = REPO / "faceerase" / "examples" / "astronaut.jpg"
@@ -81,7 +82,7 @@ def main() -> None:
     markdown = (f"# CPU speed of `{args.model}` by backend\n\nMeasured {started} on {cores} CPU cores "
                 f"(load average at start {info['load_average_1min']}, at end {data['load_average_1min_at_end']}); "
                 f"median of {args.repeats} runs, one image at a time. Default pipeline: input "
-                f"{settings.input_size} px, extra scales {list(settings.extra_scales)}, Telea inpainting; live: "
+                f"{settings.input_size} px, extra scales {list(settings.extra_scales)}, default fill; live: "
                 f"{settings.live_input_size} px, one pass, blur.\n\n" + markdown_table(rows, COLUMNS))
     write_results(f"model_speed_{args.name}", data, markdown)
 

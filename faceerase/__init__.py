@@ -3,10 +3,12 @@
 from faceerase.anonymize import METHODS, anonymize
 from faceerase.images import InvalidImageError, load_image
 from faceerase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model, load_onnx_model
+from faceerase.settings import EraseSettings
 from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
 
 __all__ = [
     "EraseResult",
+    "EraseSettings",
     "FaceEraser",
     "InvalidImageError",
     "METHODS",

@@ -1,7 +1,8 @@
 """The ``faceerase`` command: ``anonymize`` images, folders, videos or a webcam (in this process or on Ray);
-``anonymize-dataset`` a Hugging Face dataset; ``evaluate`` on WIDER FACE; ``export-onnx``. Argument parsing,
-progress and messages only: the work is in :mod:`faceerase.batch`, :mod:`faceerase.runs`,
-:mod:`faceerase.ray_engine`, :mod:`faceerase.hf_datasets` and :mod:`faceerase.video`.
+``anonymize-dataset`` a Hugging Face dataset; ``evaluate`` on WIDER FACE; ``export-onnx``; ``calibrate`` a model's
+inference settings. Argument parsing, progress and messages only: the work is in :mod:`faceerase.batch`,
+:mod:`faceerase.runs`, :mod:`faceerase.ray_engine`, :mod:`faceerase.hf_datasets`, :mod:`faceerase.video` and
+:mod:`faceerase.calibration`.
 
 Every message naming a path or other user-provided text is printed through
 :func:`faceerase.outputs.printable` (control characters escaped, as in the JSON report).
@@ -31,19 +32,21 @@ import numpy as np
 from tqdm import tqdm
 
 from faceerase import __version__
-from faceerase.anonymize import BLUR_SIGMA_FRACTION, METHODS, MOSAIC_BLOCKS
 from faceerase.batch import (ANONYMIZED, AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan,
                              process_job, record_context)
+from faceerase.calibration import SCALE_SETS, CalibrationConfig, calibrate
 from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
-from faceerase.masks import MASK_SHAPES
 from faceerase.metadata import describe_kept
 from faceerase.onnx_model import CPU_PROVIDER, execution_providers
 from faceerase.outputs import atomic_output, printable, remove_stale_temp_files
-from faceerase.pipeline import BACKENDS, FaceEraser, ModelLoadError, load_model
+from faceerase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
 from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
-from faceerase.runs import EraserArgs, RunSummary, account_for
-from faceerase.video import (DEFAULT_TEMPORAL_WINDOW, VIDEO_EXTENSIONS, VideoError, output_suffix, probe_video,
-                             read_frames, write_anonymized_video)
+from faceerase.runners import BACKENDS
+from faceerase.runs import RunSummary, account_for
+from faceerase.settings import (DEFAULT_SETTINGS, GROUPS, EraseSettings, format_setting, parse_setting,
+                                setting_kind)
+from faceerase.video import (AUDIO_MODES, DEFAULT_CRF, MAX_CRF, VIDEO_CODECS, VIDEO_EXTENSIONS, VideoError,
+                             VideoOutput, output_suffix, probe_video, read_frames, write_anonymized_video)
 
 _WEBCAM_FPS = 30.0
 
@@ -53,18 +56,6 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- arguments
-
-def _threshold(text: str) -> tuple[str, float | None]:
-    if text in ("auto", "seed"):
-        return text, None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, seed or a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"a fixed threshold must be in (0, 1), got {value}")
-    return "fixed", value
-
 
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
@@ -113,13 +104,11 @@ _ANONYMIZE_EPILOG = (
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model runs where, and the settings of erasing (:func:`_settings_options`)."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", help="model folder or Hugging Face Hub repo id (default: the embedded hub/ model)")
     group.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
     group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)")
-    group.add_argument("--input-size", type=_non_negative_int, metavar="PX",
-                       help="resize the long side to PX for the network; 0 = original size (default: the model's "
-                            "inference.json, else 1024)")
     group.add_argument("--batch-size", type=_positive_int, default=8, help="frames per network pass (default: 8)")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
                        help="network runtime: onnx (onnxruntime), torch, or auto: onnx on the CPU, else torch "
@@ -127,26 +116,42 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--execution-provider", type=_execution_provider, metavar="NAME",
                        help="onnxruntime execution provider of the onnx backend, e.g. CUDAExecutionProvider (an "
                             f"unknown NAME lists those installed; default: {CPU_PROVIDER}); implies --backend onnx")
-    group.add_argument("--threshold", type=_threshold, default=("auto", None), metavar="auto|seed|FLOAT",
-                       help="mask threshold: auto (calibrated Otsu), seed (2018 rule) or a fixed probability")
+    _settings_options(parser)
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`~faceerase.settings.EraseSettings` field, in its group, with its flag, help and
+    choices; an option not given leaves the setting to the model's ``inference.json`` or the field's default."""
+    calibrated = DEFAULT_SETTINGS.values()
+    for group in GROUPS:
+        options = parser.add_argument_group(f"{group} settings")
+        for f in dataclasses.fields(EraseSettings):
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            if f.metadata["group"] != group or flag is None:
+                continue
+            origin = "the model's inference.json, else " if f.name in calibrated else ""
+            help = f"{f.metadata['help']} (default: {origin}{format_setting(calibrated.get(f.name, f.default))})"
+            if setting_kind(f.name) is bool:
+                options.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help)
+            else:
+                choices = f.metadata.get("choices")
+                metavar = f.metadata.get("metavar") or ("{" + ",".join(choices) + "}" if choices else None)
+                options.add_argument(flag, dest=f.name, type=_setting_type(f.name), metavar=metavar, help=help)
+
+
+def _setting_type(name: str) -> Callable[[str], dict[str, Any]]:
+    """The argparse type of the setting ``name``: the fields its text sets (:func:`faceerase.settings.parse_setting`,
+    which checks them)."""
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            return parse_setting(name, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def _erase_options(parser: argparse.ArgumentParser) -> None:
-    """How the faces are erased, and the image size limit: the same for files and datasets."""
-    parser.add_argument("--method", choices=METHODS, default="inpaint_telea", help="how faces are erased")
-    parser.add_argument("--dilation", type=_non_negative_int, metavar="PX",
-                        help="grow the mask by this many pixels (default: the model's inference.json, else 8)")
-    parser.add_argument("--dilation-ratio", type=_non_negative_float, metavar="R",
-                        help="grow each region by R x its box's longer side where that is more than --dilation "
-                             "(default: the model's inference.json, else 0)")
-    parser.add_argument("--mosaic-size", type=_positive_int, metavar="BLOCKS",
-                        help="--method mosaic: blocks along each region's longer side; fewer is coarser "
-                             f"(default: {MOSAIC_BLOCKS})")
-    parser.add_argument("--blur-strength", type=_positive_float, metavar="F",
-                        help="--method blur: Gaussian sigma as a fraction of each region's longer side; larger is "
-                             f"blurrier (default: {BLUR_SIGMA_FRACTION})")
-    parser.add_argument("--mask-shape", choices=MASK_SHAPES,
-                        help="predicted mask (default), or an ellipse/box per region")
+    """The image size limit of files and datasets."""
     parser.add_argument("--max-pixels", type=_positive_int, metavar="N",
                         help="images of more than N pixels fail before they are decoded (default: "
                              f"${MAX_PIXELS_ENV}, else {MAX_PIXELS}; memory grows with the image size)")
@@ -181,6 +186,34 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                             "CUDA (leave --backend at auto and --device unset); default: CPU actors")
 
 
+def _crf(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > MAX_CRF:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_CRF}, got {value}")
+    return value
+
+
+def _video_options(parser: argparse.ArgumentParser) -> None:
+    """How videos are encoded: codec, quality, audio kept or dropped."""
+    group = parser.add_argument_group(
+        "videos", "Videos are encoded by ffmpeg (without it on PATH, by OpenCV as MPEG-4 Part 2, with a warning), "
+                  "keeping every frame, the frame rate and the size; an odd width or height is encoded as yuv444p, "
+                  "else yuv420p.")
+    group.add_argument("--codec", choices=VIDEO_CODECS, default=VIDEO_CODECS[0],
+                       help="libx264 (H.264, plays everywhere) or libx265 (H.265, smaller) (default: %(default)s)")
+    group.add_argument("--crf", type=_crf, default=DEFAULT_CRF, metavar=f"0-{MAX_CRF}",
+                       help="quality (constant rate factor): lower is better and larger; about 18-20 looks like the "
+                            "source (default: %(default)s)")
+    group.add_argument("--audio", choices=AUDIO_MODES, default="keep",
+                       help="keep the audio tracks (copied, or re-encoded as AAC where the container needs it) or "
+                            "drop them: voices are personal data too (default: %(default)s)")
+
+
+def _video_output(args: argparse.Namespace) -> VideoOutput:
+    """The :class:`VideoOutput` of ``--codec``, ``--crf`` and ``--audio``."""
+    return VideoOutput(codec=args.codec, crf=args.crf, audio=args.audio)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose error messages (quoting the arguments given) are :func:`printable`."""
 
@@ -202,15 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="image, video or folder")
     anon.add_argument("-o", "--output", type=Path, metavar="OUT", help="output folder (or file for a single input)")
     anon.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
-                      help="anonymize camera INDEX (default 0) into the video OUT until Ctrl-C or --max-frames")
+                      help="anonymize camera INDEX (default 0) into the video OUT until Ctrl-C or --max-frames, one "
+                           "network pass a frame at --live-input-size (--input-size and --extra-scales, given, win)")
     anon.add_argument("--max-frames", type=_positive_int, help="stop --webcam after this many frames")
     _erase_options(anon)
-    anon.add_argument("--temporal-window", type=_positive_int, default=DEFAULT_TEMPORAL_WINDOW, metavar="N",
-                      help="videos: mask the max probability over the last N frames (1 = off; default: %(default)s)")
     anon.add_argument("--resume", action="store_true",
                       help="skip inputs whose output exists and is not older than the input; "
                            "append to the --report")
     anon.add_argument("--keep-metadata", action="store_true", help=describe_kept())
+    _video_options(anon)
     anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
                            "it must not be an input or an output")
@@ -270,6 +303,58 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.onnx")
     ex.add_argument("--revision", help="Hub revision of MODEL")
     ex.set_defaults(handler=_cmd_export_onnx)
+
+    rule = CalibrationConfig()
+    cal = commands.add_parser(
+        "calibrate", help="choose a model's inference settings on WIDER FACE train and face-less photos",
+        description="Choose MODEL's inference settings (extra passes, auto-threshold floor, mask growth, minimum "
+                    "region area) by the calibration rule of faceerase.calibration: the highest recall of the "
+                    "valid train faces at least --min-face-height high, under limits on the collateral and on the "
+                    "masked share of held-out face-less photos (doubled until a candidate meets them). Val is never "
+                    "looked at. Prints every candidate and the choice as Markdown; --write saves the choice as "
+                    "MODEL/inference.json. The defaults are the rule's.")
+    cal.add_argument("model", metavar="MODEL", help="model folder (or Hub repo id, without --write)")
+    cal.add_argument("--data", type=Path, required=True, metavar="FOLDER",
+                     help="WIDER FACE root folder (official layout); its train split is used")
+    cal.add_argument("--negatives", type=Path, required=True, metavar="FOLDER",
+                     help="held-out face-less photos (scripts/make_negatives.py's OUT/calibration)")
+    cal.add_argument("--images", type=_positive_int, default=rule.images, metavar="N",
+                     help="random train images, seed 0 (default: %(default)s)")
+    cal.add_argument("--negative-images", type=_positive_int, metavar="N", help="random face-less photos "
+                     "(default: all)")
+    cal.add_argument("--input-size", type=_non_negative_int, default=rule.input_size, metavar="PX",
+                     help="the network's long side; 0 = original size (default: %(default)s)")
+    cal.add_argument("--ceiling", type=float, default=rule.ceiling, metavar="P",
+                     help="auto-threshold ceiling of every candidate (default: %(default)s)")
+    grid = cal.add_argument_group("candidates (one value each: a single candidate)")
+    grid.add_argument("--scale-sets", nargs="+", choices=list(SCALE_SETS), default=list(rule.scale_sets),
+                      help="extra passes (default: all)")
+    grid.add_argument("--floors", type=float, nargs="+", default=list(rule.floors), metavar="P",
+                      help="auto-threshold floors (default: %(default)s)")
+    grid.add_argument("--dilations", type=_non_negative_int, nargs="+", default=list(rule.dilations), metavar="PX",
+                      help="mask growth (default: %(default)s)")
+    grid.add_argument("--ratios", type=_non_negative_float, nargs="+", default=list(rule.ratios), metavar="R",
+                      help="dilation ratios (default: %(default)s)")
+    grid.add_argument("--min-areas", type=_non_negative_int, nargs="+", default=list(rule.min_areas), metavar="PX",
+                      help="minimum region areas (default: %(default)s)")
+    limits = cal.add_argument_group("the rule's objective and limits")
+    limits.add_argument("--min-face-height", type=_positive_int, default=rule.min_face_height, metavar="PX",
+                        help="recall over the valid faces at least this high (default: %(default)s)")
+    limits.add_argument("--max-collateral", type=_positive_float, default=rule.max_collateral, metavar="F",
+                        help="collateral on the train images, a fraction of the image (default: %(default)s)")
+    limits.add_argument("--max-negative", type=_positive_float, default=rule.max_negative, metavar="F",
+                        help="mean masked share of the face-less photos (default: %(default)s)")
+    limits.add_argument("--max-negative-worst", type=_positive_float, default=rule.max_negative_worst, metavar="F",
+                        help="largest masked share of any face-less photo (default: %(default)s)")
+    cal.add_argument("--live-input-size", type=_positive_int, default=rule.live_input_size, metavar="PX",
+                     help="recorded for the webcam (default: %(default)s)")
+    cal.add_argument("--write", action="store_true",
+                     help="write the chosen settings to MODEL/inference.json (a model.onnx keeps the settings it "
+                          "was exported with, which the web page reads: export it again)")
+    cal.add_argument("--json", type=Path, metavar="OUT.json", help="also write every candidate and the choice")
+    cal.add_argument("--markdown", type=Path, metavar="OUT.md", help="also write the printed Markdown")
+    cal.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cal.set_defaults(handler=_cmd_calibrate)
     return parser
 
 
@@ -297,27 +382,37 @@ def _load_model(args: argparse.Namespace, device: str | None):
         raise UsageError(f"cannot load the model: {error}") from None
 
 
-def _eraser_args(args: argparse.Namespace, *, post: bool = True) -> EraserArgs:
-    """The eraser's arguments from the model options, and with ``post`` from the erase options."""
-    mode, value = args.threshold
+def _settings(args: argparse.Namespace) -> EraseSettings:
+    """The settings the options give (None where the model's ``inference.json`` decides)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(EraseSettings):
+        value = getattr(args, f.name, None)  # the fields an option's text sets, or a switch's bool
+        if value is not None:
+            values.update(value if isinstance(value, dict) else {f.name: value})
+    try:
+        return EraseSettings().updated(**values)
+    except ValueError as error:  # settings that do not go together, such as a floor above the ceiling
+        raise UsageError(str(error)) from None
+
+
+def _eraser_spec(args: argparse.Namespace) -> EraserSpec:
+    """The eraser the model and settings options ask for."""
     if args.execution_provider is not None and args.backend == "torch":
         raise UsageError("--execution-provider is for the onnx backend, not --backend torch")
-    erase = {"method": args.method, "dilation": args.dilation, "dilation_ratio": args.dilation_ratio,
-             "mask_shape": args.mask_shape, "mosaic_blocks": args.mosaic_size,
-             "blur_strength": args.blur_strength} if post else {}
-    return EraserArgs(model=args.model, revision=args.revision, device=args.device, backend=args.backend,
-                      threshold_mode=mode, threshold_value=value, batch_size=args.batch_size,
-                      input_size=args.input_size, execution_provider=args.execution_provider, **erase)
+    return EraserSpec(model=args.model, revision=args.revision, settings=_settings(args), backend=args.backend,
+                      device=args.device, execution_provider=args.execution_provider, batch_size=args.batch_size)
 
 
-def _make_eraser(eraser_args: EraserArgs) -> tuple[FaceEraser, dict[str, Any]]:
-    """The eraser for ``--model`` (on the onnx backend, its ``model.onnx`` alone when it is up to date: no
-    torch); returns it with the model's identity for reports."""
+def _make_eraser(spec: EraserSpec) -> FaceEraser:
+    """The eraser of ``spec`` (on the onnx backend, the model's ``model.onnx`` alone when it is up to date: no
+    torch); a model that does not load, or a runtime it cannot run on, is a usage error."""
     try:
         with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
-            return eraser_args.build()
+            return spec.build()
     except ModelLoadError as error:
         raise UsageError(f"cannot load the model: {error}") from None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 # --------------------------------------------------------------------------- anonymize command
@@ -357,14 +452,14 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
                          f"choose another --report file")
     for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
         print(printable(f"removed {path}, a temporary file left by an interrupted run"), file=sys.stderr)
-    options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels,
-                         temporal_window=args.temporal_window, resume=args.resume)
-    eraser_args = _eraser_args(args)
+    options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels, resume=args.resume,
+                         video=_video_output(args))
+    spec = _eraser_spec(args)
     with contextlib.ExitStack() as stack:
         if args.engine == "ray":
-            records = _ray_records(stack, args, todo.jobs, eraser_args, options)
+            records = _ray_records(stack, args, todo.jobs, spec, options)
         else:
-            records = _local_records(todo.jobs, eraser_args, options, progress=not args.quiet)
+            records = _local_records(todo.jobs, spec, options, progress=not args.quiet)
         report = stack.enter_context(_open_report(args.report, args.resume))
         files = tqdm(records, desc="files", unit="file", total=len(todo.jobs), file=sys.stderr,
                      disable=args.quiet or len(todo.jobs) < 2)
@@ -386,9 +481,7 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.report is not None:
         _check_dataset_report(args.report, args.source, args.output)
-    eraser_args = _eraser_args(args)
-    options = {name: value for name, value in dataclasses.asdict(eraser_args).items()
-               if name not in ("model", "revision") and value is not None}
+    spec = _eraser_spec(args)
     # What this command prepares on the way stays out of the source folder and the caches: whatever loading the
     # source copies of the un-erased originals (the image folder's Arrow tables, a Hub dataset's downloaded files
     # and Arrow copy) in a scratch folder removed at the end, the map's output in datasets' temporary files
@@ -403,9 +496,9 @@ def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
                                      cache_dir=scratch)
             left_out = account_for(source.left_out, (), report, on_record=_announce)
             with contextlib.redirect_stdout(sys.stderr):
-                result = anonymize_dataset(source.dataset, args.image_column, model=args.model,
-                                           revision=args.revision, max_pixels=args.max_pixels,
-                                           num_proc=args.num_proc, **options)
+                result = anonymize_dataset(source.dataset, args.image_column, model=spec.model,
+                                           max_pixels=args.max_pixels, num_proc=args.num_proc,
+                                           **spec.eraser_options())
             save_result(result, args.output, push_to_hub=args.push_to_hub, private=not args.public)
             counts = status_counts(result)
     except ModelLoadError as error:
@@ -442,14 +535,14 @@ def _left_out_summary(left_out: RunSummary) -> str:
             f"{f' ({reasons})' * bool(reasons)}; ")
 
 
-def _local_records(jobs: list[Job], eraser_args: EraserArgs, options: JobOptions, *,
+def _local_records(jobs: list[Job], spec: EraserSpec, options: JobOptions, *,
                    progress: bool) -> Iterator[dict[str, Any]]:
     """The records of ``jobs`` anonymized one after the other in this process (the model loads first); with
     ``progress``, a progress bar over the frames of each video."""
     if not jobs:
         return iter(())
-    eraser, identity = _make_eraser(eraser_args)
-    context = record_context(eraser, options, identity)
+    eraser = _make_eraser(spec)
+    context = record_context(eraser, eraser.identity)
 
     def records() -> Iterator[dict[str, Any]]:
         for job in jobs:
@@ -465,13 +558,13 @@ def _require_ray() -> None:
         raise UsageError(str(error)) from None
 
 
-def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: list[Job], eraser_args: EraserArgs,
+def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: list[Job], spec: EraserSpec,
                  options: JobOptions) -> Iterator[dict[str, Any]]:
     """The records of ``jobs`` anonymized by Ray actors (``--address``, ``--actors``, ``--cpus-per-actor``,
     ``--gpus-per-actor``), once the model has loaded; Ray stays up until ``stack`` closes."""
     try:
         return stack.enter_context(ray_records(
-            jobs, eraser_args, options, actors=args.actors or 2, num_cpus_per_actor=args.cpus_per_actor or 1.0,
+            jobs, spec, options, actors=args.actors or 2, num_cpus_per_actor=args.cpus_per_actor or 1.0,
             num_gpus_per_actor=args.gpus_per_actor or 0.0, address=args.address))
     except ModelLoadError as error:
         raise UsageError(f"cannot load the model: {error}") from None
@@ -565,17 +658,24 @@ def _run_webcam(args: argparse.Namespace) -> int:
     first = next(frames, None)
     if first is None:
         raise UsageError(f"camera {args.webcam} gives no frames")
-    eraser, _ = _make_eraser(_eraser_args(args))
+    spec = _eraser_spec(args)
+    eraser = _make_eraser(spec)
+    # One pass a frame at the live input size, unless the options ask for other passes.
+    eraser = eraser.with_settings(eraser.settings.live().updated(input_size=spec.settings.input_size,
+                                                                 extra_scales=spec.settings.extra_scales))
     print(printable(f"recording anonymized camera {args.webcam} to {out}; Ctrl-C to stop"), file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _until_ctrl_c(chain([first], frames)) as stream, \
                 tqdm(unit="frame", file=sys.stderr, disable=args.quiet) as bar:
-            summary = write_anonymized_video(eraser, stream, out, _WEBCAM_FPS, temporal_window=args.temporal_window,
-                                             batch_size=1, on_frame=bar.update)
+            summary = write_anonymized_video(eraser, stream, out, _WEBCAM_FPS,
+                                             temporal_window=eraser.settings.temporal_window, batch_size=1,
+                                             output=_video_output(args), on_frame=bar.update)
     except (VideoError, OSError) as error:
         print(printable(f"error: {error}"), file=sys.stderr)
         return 1
+    for warning in summary.warnings:
+        print(printable(f"warning: {warning}"), file=sys.stderr)
     print(printable(f"{summary.frames} frames written to {out}"))
     return 0
 
@@ -604,17 +704,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise UsageError(f"WIDER FACE folder not found: {args.data}")
-    eraser, identity = _make_eraser(_eraser_args(args, post=False))
+    eraser = _make_eraser(_eraser_spec(args))
     try:
         report = evaluate_widerface(eraser, args.data, split=args.split, limit=args.limit)
     except (ValueError, OSError) as error:
         print(printable(f"error: {args.data}: {error}"), file=sys.stderr)
         return 1
-    report = {"model": identity, "split": args.split, **report}
+    report = {"model": eraser.identity, "split": args.split, **report}
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate command
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.write and not Path(args.model).is_dir():
+        raise UsageError(f"--write writes into a local model folder; {args.model} is none")
+    if not args.data.is_dir():
+        raise UsageError(f"WIDER FACE folder not found: {args.data}")
+    try:
+        config = CalibrationConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CalibrationConfig)})
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints progress; stdout is for results
+            result = calibrate(args.model, args.data, args.negatives, config, progress=not args.quiet)
+    except ModelLoadError as error:
+        raise UsageError(f"cannot load the model: {error}") from None
+    except (ValueError, OSError) as error:  # no face-less photo, no face to score, unreadable data
+        print(printable(f"faceerase: error: {error}"), file=sys.stderr)
+        return 1
+    markdown = result.markdown()
+    print("\n".join(printable(line) for line in markdown.splitlines()))
+    if args.json:
+        args.json.write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown, encoding="utf-8")
+    if args.write:
+        print(printable(f"wrote {result.settings.save(args.model)}"))
     return 0
 
 

@@ -25,7 +25,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from faceerase.images import (IMAGE_EXTENSIONS, InvalidImageError, check_single_
                               encode_image, load_image)
 from faceerase.masks import Region
 from faceerase.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
-from faceerase.pipeline import EraseResult, FaceEraser
+from faceerase.pipeline import EraseResult, EraserSpec, FaceEraser
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +105,11 @@ def anonymize_dataset(
         num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once,
             keeps it for all its batches, runs torch on one thread and onnxruntime on its share of the cores
             (``threads`` overrides it).
-        **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s settings (``device``, ``input_size``,
-            ``threshold_mode``, ``threshold_value``, ``method``, ``dilation``, ``mask_shape``, ``batch_size``,
-            ``backend``...); those left out come from the model's inference settings. ``batch_size`` (default 8)
-            is also the number of rows per map batch.
+        **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s keyword arguments: ``settings`` (an
+            :class:`~faceerase.settings.EraseSettings`) and the fields that override it (``input_size``,
+            ``threshold_mode``, ``method``, ``dilation``...), ``device``, ``backend``, ``batch_size``...; settings
+            left out come from the model's ``inference.json``. ``batch_size`` (default 8) is also the number of
+            rows per map batch.
 
     Returns:
         A new dataset with the same rows in the same order, the other columns untouched, the images anonymized
@@ -132,10 +133,7 @@ def anonymize_dataset(
         _check_columns(split, image_column, f"split {name!r}" if isinstance(dataset, datasets.DatasetDict)
                        else "the dataset")
     job = _Job.create(image_column, model, revision, max_pixels, num_proc, eraser_options)
-    try:
-        done = {name: job.run(split, name) for name, split in splits.items()}
-    finally:
-        _ERASERS.pop((os.getpid(), job.spec), None)  # this process's eraser, if it ran here: free the model
+    done = {name: job.run(split, name) for name, split in splits.items()}
     return datasets.DatasetDict(done) if isinstance(dataset, datasets.DatasetDict) else done.popitem()[1]
 
 
@@ -163,86 +161,59 @@ def _check_columns(dataset: datasets.Dataset, image_column: str, where: str) -> 
 
 # --------------------------------------------------------------------------- workers
 
-@dataclass(frozen=True)
-class _EraserSpec:
-    """Everything a worker needs to build the eraser: small to pickle, and part of ``map``'s cache fingerprint
-    (the weights' hash makes a changed model folder miss the cache)."""
-
-    model: str
-    revision: str | None
-    options: tuple[tuple[str, Any], ...]
-    weights_sha256: str | None
-
-    def build(self) -> FaceEraser:
-        eraser = FaceEraser(self.model, revision=self.revision, **dict(self.options))
-        if eraser.model.weights_sha256() != self.weights_sha256:
-            raise RuntimeError(f"the weights of {self.model} changed while the dataset was being anonymized")
-        return eraser
-
-
-# One eraser per process and spec, built on the first batch a process sees (the caller's, for a map in its own
-# process, is removed when anonymize_dataset returns). Entries are keyed by process id: a forked worker inherits its
-# parent's entries, whose onnxruntime and torch thread pools do not exist in the child; it builds its own, and must
-# not run (nor destroy) the inherited ones.
-_ERASERS: dict[tuple[int, _EraserSpec], FaceEraser] = {}
 # The processes that called anonymize_dataset; any other process running the map is one of its workers.
 _CALLER_PIDS: set[int] = set()
 
 
-def _eraser_for(spec: _EraserSpec) -> FaceEraser:
-    key = (os.getpid(), spec)
-    if key not in _ERASERS:
-        if os.getpid() not in _CALLER_PIDS and "torch" in sys.modules:
-            # A worker. Forked after its parent ran torch, it would hang in its first multi-threaded torch operation
-            # (GNU OpenMP's thread pool does not survive a fork); one thread each also keeps the workers from
-            # competing for the cores.
-            sys.modules["torch"].set_num_threads(1)
-        _ERASERS[key] = spec.build()
-    return _ERASERS[key]
-
-
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+def _eraser_for(spec: EraserSpec) -> FaceEraser:
+    """The eraser of ``spec`` in this process; its model loads on the first batch a process sees, then comes from
+    the cache of loaded models (:func:`faceerase.runners.load`, which keeps a process's models apart from those
+    a forked worker inherits)."""
+    if os.getpid() not in _CALLER_PIDS and "torch" in sys.modules:
+        # A worker. Forked after its parent ran torch, it would hang in its first multi-threaded torch operation
+        # (GNU OpenMP's thread pool does not survive a fork); one thread each also keeps the workers from
+        # competing for the cores.
+        sys.modules["torch"].set_num_threads(1)
+    return spec.build()
 
 
 @dataclass(frozen=True)
 class _Job:
-    """The map function: a batch of ``Image(decode=False)`` values in, anonymized images and audit columns out."""
+    """The map function: a batch of ``Image(decode=False)`` values in, anonymized images and audit columns out.
+    Small to pickle, and part of ``map``'s cache fingerprint (the weights' fingerprint in ``spec`` makes a changed
+    model folder miss the cache)."""
 
-    spec: _EraserSpec
+    spec: EraserSpec
+    model_id: str
     image_column: str
     max_pixels: int
-    batch_size: int
     num_proc: int | None
 
     @classmethod
     def create(cls, image_column: str, model: str | Path | None, revision: str | None, max_pixels: int | None,
                num_proc: int | None, options: dict[str, Any]) -> _Job:
-        """Build the eraser here once, to fail early and fingerprint the model's weights. In this process
-        (``num_proc`` None or 0) it is kept for the map; otherwise it is built on the CPU only to check the
-        options, and each worker builds its own (a forked worker cannot use CUDA once its parent has)."""
+        """Build the eraser here once, to fail early and fingerprint the model's weights, which every worker's
+        eraser must have. In this process (``num_proc`` None or 0) the map runs on its model; otherwise it is
+        built on the CPU only to check the options, and each worker builds its own (a forked worker cannot use
+        CUDA once its parent has)."""
         if model is not None and not isinstance(model, (str, Path)):
             raise TypeError(f"model must be a model folder or Hub repo id (workers load it themselves), "
                             f"got {type(model).__name__}")
         _CALLER_PIDS.add(os.getpid())
+        spec = EraserSpec.of(model, revision=revision, **options)
         in_process = not num_proc
-        if not in_process and options.get("threads") is None:  # the workers share the cores
-            options = {**options, "threads": max(1, (os.cpu_count() or 1) // num_proc)}
-        device = options.get("device") if in_process else "cpu"
-        eraser = FaceEraser(model, revision=revision, **{**options, "device": device})
-        frozen = tuple(sorted((key, _freeze(value)) for key, value in options.items()))
-        spec = _EraserSpec(str(eraser.model.name_or_path), revision, frozen, eraser.model.weights_sha256())
-        if in_process:
-            _ERASERS[(os.getpid(), spec)] = eraser
+        if not in_process and spec.threads is None:  # the workers share the cores
+            spec = replace(spec, threads=max(1, (os.cpu_count() or 1) // num_proc))
+        eraser = (spec if in_process else replace(spec, device="cpu")).build()
         limit = default_max_pixels() if max_pixels is None else max_pixels
-        return cls(spec, image_column, limit, eraser.batch_size, num_proc)
+        return cls(spec.pinned_to(eraser), str(eraser.identity["id"]), image_column, limit, num_proc)
 
     def run(self, dataset: datasets.Dataset, name: str) -> datasets.Dataset:
         """Anonymize ``dataset`` (its columns already checked) and log its counts; ``name`` names it in logs."""
         features = datasets.Features({**dataset.features, **audit_features()})
         result = (dataset.with_format(None)
                   .cast_column(self.image_column, datasets.Image(decode=False))
-                  .map(self, input_columns=self.image_column, batched=True, batch_size=self.batch_size,
+                  .map(self, input_columns=self.image_column, batched=True, batch_size=self.spec.batch_size,
                        features=features, num_proc=self.num_proc, writer_batch_size=_WRITER_BATCH_SIZE,
                        desc=f"Erasing faces ({name})"))
         counts = status_counts(result)
@@ -265,7 +236,7 @@ class _Job:
                        STATUS: ANONYMIZED, ERROR: None}
             else:
                 image, row = None, {REGIONS: None, THRESHOLD: None, STATUS: FAILED, ERROR: outcome}
-            row.update({self.image_column: image, MODEL: self.spec.model, WEIGHTS: self.spec.weights_sha256})
+            row.update({self.image_column: image, MODEL: self.model_id, WEIGHTS: self.spec.weights_sha256})
             for name, column in out.items():
                 column.append(row[name])
         return out

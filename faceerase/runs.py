@@ -1,66 +1,21 @@
-"""What every engine of the ``anonymize`` command shares: the arguments that build its eraser, and the accounting
-of a run (the audit report written by the driver alone, the summary counting every input).
+"""What every engine of the ``anonymize`` command shares: the accounting of a run (the audit report written by the
+driver alone, the summary counting every input).
 
 The local engine (:mod:`faceerase.cli`) and the Ray engine (:mod:`faceerase.ray_engine`) differ only in where
-:func:`faceerase.batch.process_job` runs; both build their erasers from one :class:`EraserArgs` and pass the
-records through :func:`account_for`.
+:func:`faceerase.batch.process_job` runs; both build their erasers from one
+:class:`~faceerase.pipeline.EraserSpec` and pass the records through :func:`account_for`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faceerase.batch import ANONYMIZED, AuditReport, Plan, failure_record, skip_record
-
-if TYPE_CHECKING:
-    from faceerase.pipeline import FaceEraser
-
-
-@dataclass(frozen=True)
-class EraserArgs:
-    """The arguments of a :class:`~faceerase.pipeline.FaceEraser`, picklable, so that another process (a Ray
-    actor) builds the eraser the ``faceerase`` command builds.
-
-    None leaves a setting to the library: ``model`` the embedded model, ``input_size``, ``dilation`` and
-    ``dilation_ratio`` the model's ``inference.json``, ``method``, ``mask_shape``, ``mosaic_blocks`` and
-    ``blur_strength`` the eraser's defaults, ``threads`` onnxruntime's (one per core), ``execution_provider`` the
-    CPU. ``threshold_mode`` is one of
-    :data:`faceerase.thresholds.THRESHOLD_MODES`; ``threshold_value`` goes with ``"fixed"``.
-    """
-
-    model: str | None = None
-    revision: str | None = None
-    device: str | None = None
-    backend: str = "auto"
-    threshold_mode: str = "auto"
-    threshold_value: float | None = None
-    batch_size: int = 8
-    input_size: int | None = None
-    method: str | None = None
-    dilation: int | None = None
-    dilation_ratio: float | None = None
-    mask_shape: str | None = None
-    mosaic_blocks: int | None = None
-    blur_strength: float | None = None
-    threads: int | None = None
-    execution_provider: str | None = None
-
-    def build(self) -> tuple[FaceEraser, dict[str, Any]]:
-        """The eraser, and the identity of the model it loaded as the records name it (``id``, ``revision``,
-        ``weights_sha256``, ``backend``). Raises :class:`faceerase.hub.ModelLoadError` when the model does not
-        load."""
-        from faceerase.pipeline import FaceEraser
-
-        eraser = FaceEraser(**dataclasses.asdict(self))  # its fields are FaceEraser's arguments; None: the default
-        identity = {"id": eraser.model.name_or_path, "revision": self.revision,
-                    "weights_sha256": eraser.model.weights_sha256(), "backend": eraser.backend}
-        return eraser, identity
 
 
 @dataclass

@@ -136,3 +136,27 @@ def test_frame_endpoint_anonymizes_one_image_and_the_stream_is_not_in_the_api(cl
         "/erase", "/erase_frame"}
     result = client.predict(gradio_client.handle_file(str(photo)), "solid", api_name="/erase_frame")
     assert pixels(result).shape == (90, 120, 3)
+
+
+def test_every_setting_of_the_image_tab_reaches_its_eraser(client, photo, low_model_dir):
+    """The tab's own controls, then each of "More settings" by its setting's name: the page shows what FaceEraser
+    gives with those settings."""
+    import app
+    from faceerase.pipeline import FaceEraser
+    from faceerase.settings import EraseSettings, format_setting
+
+    settings = EraseSettings(input_size=256, upscale=True, extra_scales=(0.5,), threshold_mode="seed",
+                             threshold_value=0.5, threshold_floor=0.2, threshold_ceiling=0.7, dilation=2,
+                             dilation_ratio=0.1, min_area=3, mask_shape="ellipse", method="solid", color=(0, 255, 0),
+                             mosaic_blocks=4, blur_strength=0.5)
+    more = {name: getattr(settings, name) for name in app.MORE_CONTROLS}
+    more = {name: format_setting(value) if isinstance(value, tuple) else value for name, value in more.items()}
+    *_, result, summary = client.predict(gradio_client.handle_file(str(photo)), "seed", 0.5, "solid", 2, "ellipse",
+                                         256, **more, api_name="/erase")
+    expected = FaceEraser(low_model_dir, settings=settings)(photo)
+    assert expected.mask.any() and "at 256 px" in summary
+    assert np.array_equal(pixels(result), expected.anonymized)
+    assert not np.array_equal(pixels(result), pixels(erase(client, photo)[4]))  # the page's defaults mask nothing
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid setting: need 0 <= threshold_floor"):
+        client.predict(gradio_client.handle_file(str(photo)), threshold_floor=0.9, threshold_ceiling=0.1,
+                       api_name="/erase")

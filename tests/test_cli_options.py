@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase import cli, pipeline
+from faceerase import cli, runners
 from faceerase.pipeline import ONNX_NAME, FaceEraser, ModelLoadError, load_model
 from fixtures_app import write_image, write_video
 
@@ -79,7 +79,7 @@ def test_hf_hub_offline_fails_at_once_in_the_command(tmp_path):
 # ------------------------------------------------------------ issue 19, item 3: no torch on the default backend
 
 @pytest.mark.slow
-@pytest.mark.skipif(pipeline._gpu_driver_present(), reason="a GPU driver is loaded: auto asks torch for CUDA")
+@pytest.mark.skipif(runners._gpu_driver_present(), reason="a GPU driver is loaded: auto asks torch for CUDA")
 def test_the_default_backend_on_an_up_to_date_model_onnx_never_imports_torch(low_model_dir, tmp_path):
     assert (low_model_dir / ONNX_NAME).is_file()
     write_image(tmp_path / "a.png")

@@ -15,10 +15,11 @@ from PIL import ExifTags, Image, ImageCms
 
 from faceerase.hf_datasets import (ANONYMIZED, AUDIT_COLUMNS, ERROR, FAILED, MODEL, REGIONS, STATUS, THRESHOLD,
                                    WEIGHTS, DatasetError, PushError, anonymize_dataset, load_source, save_result,
-                                   _EraserSpec, status_counts)
+                                   status_counts)
 from faceerase.images import load_image
 from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, FaceEraser, load_model
+from faceerase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, EraserSpec, FaceEraser, load_model
+from faceerase.settings import EraseSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 ASTRONAUT_FACE = (175, 60, 93, 105)  # x, y, w, h: Eileen Collins' face in astronaut.jpg (as in test_shipped_model)
@@ -133,6 +134,17 @@ def test_the_model_and_its_weights_are_recorded(anonymized):
     assert set(anonymized[WEIGHTS][:]) == {model.weights_sha256()}
 
 
+def test_one_settings_object_reaches_every_row_as_it_reaches_the_eraser(source, low_model_dir):
+    settings = EraseSettings(input_size=64, threshold_mode="seed", dilation=1, mask_shape="box", method="solid",
+                             color=(0, 255, 0))
+    result = anonymize_dataset(source.select([1]), model=str(low_model_dir), settings=settings, batch_size=2)
+    expected = FaceEraser(low_model_dir, settings=settings)(chelsea_png())
+    assert expected.mask.any() and not expected.mask.all()
+    assert result[THRESHOLD][0] == pytest.approx(expected.threshold)
+    assert np.array_equal(np.asarray(result[0]["image"]), expected.anonymized)  # a PNG: lossless
+    assert result[MODEL][0] == str(low_model_dir)
+
+
 @pytest.mark.slow
 def test_two_worker_processes_give_the_same_dataset(source, anonymized):
     assert anonymize_dataset(source, num_proc=2).to_dict() == anonymized.to_dict()
@@ -159,8 +171,8 @@ def test_forked_workers_run_torch_after_their_parent_did(source):
 
 
 def test_a_worker_refuses_a_model_whose_weights_changed_since_the_run_began():
-    spec = _EraserSpec(str(DEFAULT_MODEL_DIR), None, (("device", "cpu"),), "0" * 64)
-    with pytest.raises(RuntimeError, match="weights of .*hub changed while the dataset was being anonymized"):
+    spec = EraserSpec(str(DEFAULT_MODEL_DIR), device="cpu", weights_sha256="0" * 64)
+    with pytest.raises(RuntimeError, match="weights of .*hub changed while the run was going on"):
         spec.build()
 
 

@@ -93,6 +93,13 @@ def test_save_pretrained_round_trip_is_identical(tmp_path):
     assert torch.equal(model.predict_proba(image), loaded.predict_proba(image))
 
 
+def test_from_pretrained_of_a_folder_prints_nothing(tmp_path, capsys):
+    """huggingface_hub's loader prints "Loading weights from local directory"; FaceErase loads folders itself."""
+    small(stem_stride=2).save_pretrained(tmp_path)
+    FaceEraseUNet.from_pretrained(tmp_path)
+    assert capsys.readouterr().out == ""
+
+
 def _fake_hub_cache(cache: Path, repo_id: str, model_dir: Path) -> None:
     """Lay out a model folder as huggingface_hub's cache holds a downloaded repo."""
     commit = "0123456789abcdef0123456789abcdef01234567"

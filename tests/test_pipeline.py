@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from faceerase import hub
 from faceerase.images import InvalidImageError
 from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import (DEFAULT_REPO_ID, EraseOptions, EraseResult, FaceEraser, ModelLoadError,
-                                load_model, select_device)
+from faceerase.pipeline import DEFAULT_REPO_ID, EraseResult, FaceEraser, ModelLoadError, load_model, select_device
+from faceerase.settings import EraseSettings
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_erasers_made_at_once_in_threads_share_one_onnx_export(tiny_model):
 
     with ThreadPoolExecutor(4) as pool:
         erasers = list(pool.map(make, [64, 96, 128, 160]))
-    assert len({id(eraser._onnx) for eraser in erasers}) == 1
+    assert len({id(eraser.runner) for eraser in erasers}) == 1
 
 
 def test_exif_rotated_jpeg_gives_probabilities_in_the_rotated_shape(tiny_model, face_image, tmp_path):
@@ -189,7 +189,7 @@ def test_postprocess_overrides_apply_to_one_call(tiny_model, face_image):
     assert everything.threshold == 0.0 and everything.mask.all()
     assert (everything.anonymized == (0, 255, 0)).all()
     assert len(everything.regions) == 1 and everything.regions[0].box == (0, 0, 120, 100)
-    assert eraser.options == EraseOptions(method="blur")
+    assert eraser.settings == EraseSettings(input_size=64, method="blur").resolved(tiny_model.settings)
     seed = eraser.postprocess(face_image, prob, threshold_mode="seed", mask_shape="box")
     assert seed.mask.any() and seed.threshold == pytest.approx(float(np.histogram(prob)[1][6]))
     for region in seed.regions:
