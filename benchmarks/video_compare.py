@@ -8,7 +8,7 @@ rounds) so that a changing load on a shared machine hits both alike; the medians
 system time of the command and of the processes it waited for (ffmpeg). Every output's decoded frames are counted
 (ffprobe) against the clip's.
 
-    python benchmarks/video_compare.py                          # inpaint_telea (the default) and blur, 3 rounds
+    python benchmarks/video_compare.py                          # fill (the default) and blur, 3 rounds
     python benchmarks/video_compare.py --methods blur --repeats 5
 """
 
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 from common import WIDERFACE, machine, markdown_table, write_results
+
+from faceerase.anonymize import DEFAULT_METHOD
 
 PHOTO = WIDERFACE / "WIDER_val" / "images" / "0--Parade" / "0_Parade_Parade_0_102.jpg"
 SECONDS, FPS = 4, 25
@@ -72,7 +74,7 @@ def tool(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, default=PHOTO, help="the photo the clip pans over")
-    parser.add_argument("--methods", nargs="+", default=["inpaint_telea", "blur"], help="FaceErase --method values")
+    parser.add_argument("--methods", nargs="+", default=[DEFAULT_METHOD, "blur"], help="FaceErase --method values")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of runs (default: 3)")
     args = parser.parse_args()
     systems = {"deface 1.5": lambda clip, out: [tool("deface"), str(clip), "-o", str(out)]}
