@@ -34,14 +34,14 @@ import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder
 
-from faceerase.anonymize import METHODS
-from faceerase.images import InvalidImageError, default_max_pixels, load_image
-from faceerase.masks import MASK_SHAPES
-from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import FaceEraser, ModelLoadError, load_model
-from faceerase.settings import DEFAULT_SETTINGS, EraseSettings, format_setting, parse_setting, setting_kind
-from faceerase.thresholds import THRESHOLD_MODES
-from faceerase.video import TemporalMax, anonymize_frames
+from faceerase.erase.fill import METHODS
+from faceerase.erase.masks import MASK_SHAPES
+from faceerase.erase.pipeline import FaceEraser, ModelLoadError, load_model
+from faceerase.erase.thresholds import THRESHOLD_MODES
+from faceerase.media.images import InvalidImageError, default_max_pixels, load_image
+from faceerase.media.video import TemporalMax, anonymize_frames
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.settings import DEFAULT_SETTINGS, EraseSettings, format_setting, parse_setting, setting_kind
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
 METHOD_LABELS = {"fill": "Fill (from the border)", "inpaint_telea": "Inpaint (Telea)",
@@ -256,7 +256,7 @@ class Handlers:
 
     def eraser(self, settings: EraseSettings) -> FaceEraser:
         """A FaceEraser on the shared model with ``settings``; its runner comes from the cache of loaded models
-        (:func:`faceerase.runners.load`: the first request exports the model once)."""
+        (:func:`faceerase.model.runners.load`: the first request exports the model once)."""
         if self.model is None:
             raise gr.Error(f"The model is not loaded: {self.error}")
         return FaceEraser(self.model, settings=settings)

@@ -1,4 +1,4 @@
-"""Train a FaceErase U-Net on WIDER FACE: a thin CLI over faceerase.training.train.
+"""Train a FaceErase U-Net on WIDER FACE: a thin CLI over faceerase.training.loop.train.
 
     python train.py --data ../shared/widerface --preset mobilenet --negatives ../shared/negatives --time-budget 600 --out runs/m
     torchrun --nproc_per_node 8 train.py --data packs/widerface_512.npz --preset fast --steps 20000 --out runs/ddp
@@ -18,9 +18,9 @@ import sys
 import types
 import typing
 
-from faceerase.data import default_widerface_root
-from faceerase.hub import ModelLoadError
-from faceerase.training import RENAMED_FIELDS, TrainConfig, train
+from faceerase.model.loading import ModelLoadError
+from faceerase.training.loop import RENAMED_FIELDS, TrainConfig, train
+from faceerase.training.widerface import default_widerface_root
 
 # Shorthands that fill ``model_overrides``.
 MODEL_OVERRIDES = ("in_channels", "base_channels", "depth", "stem_stride")

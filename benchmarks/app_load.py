@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from fixtures_app import AppServer  # noqa: E402  (the tests' app launcher)
 from gradio_client import Client, handle_file  # noqa: E402
 
-from faceerase.images import load_image  # noqa: E402
+from faceerase.media.images import load_image  # noqa: E402
 
 PHOTO = REPO / "faceerase" / "examples" / "astronaut.jpg"
 COLUMNS = ["scenario", "image", "users", "requests", "failures", "p50_s", "p95_s", "max_s", "requests_per_s",

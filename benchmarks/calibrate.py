@@ -1,7 +1,7 @@
-"""``faceerase calibrate`` (the rule is in faceerase/calibration.py) on this checkout's data, its result kept with
-the benchmarks: WIDER FACE from ../shared/widerface, the face-less photos of negatives/calibration, the candidates
-and the choice in results/calibration_<name>.{json,md} (the JSON with the machine). Every other option is passed on
-as given.
+"""``faceerase calibrate`` (the rule is in faceerase/training/calibration.py) on this checkout's data, its result kept
+with the benchmarks: WIDER FACE from ../shared/widerface, the face-less photos of negatives/calibration, the candidates
+and the choice in results/calibration_<name>.{json,md} (the JSON with the machine). Every other option is passed on as
+given.
 
     python scripts/make_negatives.py --pets ../shared/negatives/images --out negatives
     python benchmarks/calibrate.py --model hub --name hub --write

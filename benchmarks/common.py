@@ -16,8 +16,8 @@ RESULTS = REPO / "benchmarks" / "results"
 if str(REPO) not in sys.path:  # run from a checkout without ``pip install -e .``
     sys.path.insert(0, str(REPO))
 
-from faceerase.data import default_widerface_root  # noqa: E402
-from faceerase.outputs import markdown_table  # noqa: E402, F401  (the scripts' tables, as the package writes them)
+from faceerase.media.outputs import markdown_table  # noqa: E402, F401  (the scripts' tables, as the package writes)
+from faceerase.training.widerface import default_widerface_root  # noqa: E402
 
 WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 

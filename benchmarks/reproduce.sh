@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 [ -d negatives/calibration ] || $py scripts/make_negatives.py --pets ../shared/negatives/images --out negatives
-$py benchmarks/calibrate.py --model hub --name hub                                  # the rule: faceerase/calibration.py
+$py benchmarks/calibrate.py --model hub --name hub                            # the rule: faceerase/training/calibration.py
 $py benchmarks/deface_compare.py --model hub --output deface_compare           # same run, same 411 val images
 $py benchmarks/quality.py --model hub --single-pass --name hub_single_pass        # without the extra 0.5x pass
 $py benchmarks/quality.py --model hub --input-size 640 320 --single-pass --name hub_small     # 320 px: the webcam path

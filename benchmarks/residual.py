@@ -31,10 +31,10 @@ from deface.centerface import CenterFace
 from deface.deface import anonymize_frame
 from tqdm import tqdm
 
-from faceerase.anonymize import METHODS
-from faceerase.data import load_wider_face
-from faceerase.evaluation import COVERAGE_THRESHOLD, face_coverage
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.fill import METHODS
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.training.evaluation import COVERAGE_THRESHOLD, face_coverage
+from faceerase.training.widerface import load_wider_face
 
 MATCH_IOU = 0.3
 COLUMNS = ["output", "deface_found", "deface_still_all", "deface_still_erased", "faceerase_found",

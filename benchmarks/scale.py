@@ -33,7 +33,7 @@ COLUMNS = ["engine", "workers", "images", "wall_s", "work_s", "images_per_s", "f
 DATASETS_RUN = """
 import sys, time
 import datasets
-from faceerase.hf_datasets import anonymize_dataset, load_source, save_result, status_counts
+from faceerase.engines.hf_datasets import anonymize_dataset, load_source, save_result, status_counts
 datasets.disable_caching()  # no map result of an earlier run is reused
 source = load_source(sys.argv[1], cache_dir=sys.argv[4])  # the image folder's Arrow copy: in the scratch folder
 start = time.perf_counter()

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from common import REPO, machine, markdown_table, write_results
 
-from faceerase.images import load_image
-from faceerase.model import PRESETS, FaceEraseUNet
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.media.images import load_image
+from faceerase.model.network import PRESETS, FaceEraseUNet
 
 SIZES = ((640, 480), (1024, 768))
 PHOTO = REPO / "faceerase" / "examples" / "astronaut.jpg"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import WIDERFACE, machine, markdown_table, write_results
 
-from faceerase.anonymize import DEFAULT_METHOD
+from faceerase.erase.fill import DEFAULT_METHOD
 
 PHOTO = WIDERFACE / "WIDER_val" / "images" / "0--Parade" / "0_Parade_Parade_0_102.jpg"
 SECONDS, FPS = 4, 25

@@ -38,8 +38,8 @@ import numpy as np
 from common import REPO, machine, markdown_table, write_results
 from PIL import Image
 
-from faceerase.images import load_image
-from faceerase.pipeline import FaceEraser
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.media.images import load_image
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

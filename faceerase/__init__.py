@@ -1,10 +1,10 @@
 """FaceErase: find every face with a U-Net and erase it (inpaint, blur, mosaic or fill)."""
 
-from faceerase.anonymize import METHODS, anonymize
-from faceerase.images import InvalidImageError, load_image
-from faceerase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model, load_onnx_model
-from faceerase.settings import EraseSettings
-from faceerase.thresholds import THRESHOLD_MODES, compute_threshold
+from faceerase.erase.fill import METHODS, anonymize
+from faceerase.erase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model, load_onnx_model
+from faceerase.erase.thresholds import THRESHOLD_MODES, compute_threshold
+from faceerase.media.images import InvalidImageError, load_image
+from faceerase.model.settings import EraseSettings
 
 __all__ = [
     "EraseResult",
@@ -25,14 +25,14 @@ __version__ = "0.1.0"
 # The PyTorch model and the training and dataset API, imported on first use: `import faceerase` loads neither torch
 # nor `datasets` (the onnx backend needs neither).
 _LAZY = {
-    "FaceEraseUNet": "faceerase.model",
-    "PRESETS": "faceerase.model",
-    "load_wider_face": "faceerase.data",
-    "face_masks": "faceerase.data",
-    "TrainConfig": "faceerase.training",
-    "train": "faceerase.training",
-    "write_model_card": "faceerase.modelcard",
-    "anonymize_dataset": "faceerase.hf_datasets",
+    "FaceEraseUNet": "faceerase.model.network",
+    "PRESETS": "faceerase.model.network",
+    "load_wider_face": "faceerase.training.widerface",
+    "face_masks": "faceerase.training.widerface",
+    "TrainConfig": "faceerase.training.loop",
+    "train": "faceerase.training.loop",
+    "write_model_card": "faceerase.training.card",
+    "anonymize_dataset": "faceerase.engines.hf_datasets",
 }
 __all__ += list(_LAZY)
 

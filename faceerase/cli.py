@@ -1,11 +1,11 @@
 """The ``faceerase`` command: ``anonymize`` images, folders, videos or a webcam (in this process or on Ray);
 ``anonymize-dataset`` a Hugging Face dataset; ``evaluate`` on WIDER FACE; ``export-onnx``; ``calibrate`` a model's
-inference settings. Argument parsing, progress and messages only: the work is in :mod:`faceerase.batch`,
-:mod:`faceerase.runs`, :mod:`faceerase.ray_engine`, :mod:`faceerase.hf_datasets`, :mod:`faceerase.video` and
-:mod:`faceerase.calibration`.
+inference settings. Argument parsing, progress and messages only: the work is in :mod:`faceerase.engines.files`,
+:mod:`faceerase.engines.runs`, :mod:`faceerase.engines.ray_engine`, :mod:`faceerase.engines.hf_datasets`,
+:mod:`faceerase.media.video` and :mod:`faceerase.training.calibration`.
 
 Every message naming a path or other user-provided text is printed through
-:func:`faceerase.outputs.printable` (control characters escaped, as in the JSON report).
+:func:`faceerase.media.outputs.printable` (control characters escaped, as in the JSON report).
 
 Exit codes: 0 every input was anonymized or skipped with a reason (hidden, not an image or video, ...),
 1 some input failed (each reported on one line, the run goes on; unsupported images such as HEIC or
@@ -32,21 +32,21 @@ import numpy as np
 from tqdm import tqdm
 
 from faceerase import __version__
-from faceerase.batch import (ANONYMIZED, AuditReport, Job, JobOptions, PlanError, is_input_or_output, plan,
-                             process_job, record_context)
-from faceerase.calibration import SCALE_SETS, CalibrationConfig, calibrate
-from faceerase.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
-from faceerase.metadata import describe_kept
-from faceerase.onnx_model import CPU_PROVIDER, execution_providers
-from faceerase.outputs import atomic_output, printable, remove_stale_temp_files
-from faceerase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
-from faceerase.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
-from faceerase.runners import BACKENDS
-from faceerase.runs import RunSummary, account_for
-from faceerase.settings import (DEFAULT_SETTINGS, GROUPS, EraseSettings, format_setting, parse_setting,
-                                setting_kind)
-from faceerase.video import (AUDIO_MODES, DEFAULT_CRF, MAX_CRF, VIDEO_CODECS, VIDEO_EXTENSIONS, VideoError,
-                             VideoOutput, output_suffix, probe_video, read_frames, write_anonymized_video)
+from faceerase.engines.files import (ANONYMIZED, AuditReport, FileJob, JobOptions, PlanError, is_input_or_output, plan,
+                                     process_job, record_context)
+from faceerase.engines.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
+from faceerase.engines.runs import RunSummary, account_for
+from faceerase.erase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
+from faceerase.media.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
+from faceerase.media.metadata import describe_kept
+from faceerase.media.outputs import atomic_output, printable, remove_stale_temp_files
+from faceerase.media.video import (AUDIO_MODES, DEFAULT_CRF, MAX_CRF, VIDEO_CODECS, VIDEO_EXTENSIONS, VideoError,
+                                   VideoOutput, output_suffix, probe_video, read_frames, write_anonymized_video)
+from faceerase.model.onnx_model import CPU_PROVIDER, execution_providers
+from faceerase.model.runners import BACKENDS
+from faceerase.model.settings import (DEFAULT_SETTINGS, GROUPS, EraseSettings, format_setting, parse_setting,
+                                      setting_kind)
+from faceerase.training.calibration import SCALE_SETS, CalibrationConfig, calibrate
 
 _WEBCAM_FPS = 30.0
 
@@ -120,7 +120,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`~faceerase.settings.EraseSettings` field, in its group, with its flag, help and
+    """One option per :class:`~faceerase.model.settings.EraseSettings` field, in its group, with its flag, help and
     choices; an option not given leaves the setting to the model's ``inference.json`` or the field's default."""
     calibrated = DEFAULT_SETTINGS.values()
     for group in GROUPS:
@@ -140,8 +140,8 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _setting_type(name: str) -> Callable[[str], dict[str, Any]]:
-    """The argparse type of the setting ``name``: the fields its text sets (:func:`faceerase.settings.parse_setting`,
-    which checks them)."""
+    """The argparse type of the setting ``name``: the fields its text sets
+    (:func:`faceerase.model.settings.parse_setting`, which checks them)."""
     def parse(text: str) -> dict[str, Any]:
         try:
             return parse_setting(name, text)
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal = commands.add_parser(
         "calibrate", help="choose a model's inference settings on WIDER FACE train and face-less photos",
         description="Choose MODEL's inference settings (extra passes, auto-threshold floor, mask growth, minimum "
-                    "region area) by the calibration rule of faceerase.calibration: the highest recall of the "
+                    "region area) by the calibration rule of faceerase.training.calibration: the highest recall of the "
                     "valid train faces at least --min-face-height high, under limits on the collateral and on the "
                     "masked share of held-out face-less photos (doubled until a candidate meets them). Val is never "
                     "looked at. Prints every candidate and the choice as Markdown; --write saves the choice as "
@@ -471,8 +471,8 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:
     import datasets
 
-    from faceerase.hf_datasets import (DatasetError, PushError, anonymize_dataset, check_output, open_source,
-                                       save_result, status_counts)
+    from faceerase.engines.hf_datasets import (DatasetError, PushError, anonymize_dataset, check_output, open_source,
+                                               save_result, status_counts)
     if args.public and args.push_to_hub is None:
         raise UsageError("--public only applies to --push-to-hub")
     try:
@@ -535,7 +535,7 @@ def _left_out_summary(left_out: RunSummary) -> str:
             f"{f' ({reasons})' * bool(reasons)}; ")
 
 
-def _local_records(jobs: list[Job], spec: EraserSpec, options: JobOptions, *,
+def _local_records(jobs: list[FileJob], spec: EraserSpec, options: JobOptions, *,
                    progress: bool) -> Iterator[dict[str, Any]]:
     """The records of ``jobs`` anonymized one after the other in this process (the model loads first); with
     ``progress``, a progress bar over the frames of each video."""
@@ -558,7 +558,7 @@ def _require_ray() -> None:
         raise UsageError(str(error)) from None
 
 
-def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: list[Job], spec: EraserSpec,
+def _ray_records(stack: contextlib.ExitStack, args: argparse.Namespace, jobs: list[FileJob], spec: EraserSpec,
                  options: JobOptions) -> Iterator[dict[str, Any]]:
     """The records of ``jobs`` anonymized by Ray actors (``--address``, ``--actors``, ``--cpus-per-actor``,
     ``--gpus-per-actor``), once the model has loaded; Ray stays up until ``stack`` closes."""
@@ -583,7 +583,7 @@ def _open_report(path: Path | None, resume: bool) -> contextlib.AbstractContextM
 
 
 @contextlib.contextmanager
-def _frame_bar(job: Job, progress: bool) -> Iterator[Callable[[int], object] | None]:
+def _frame_bar(job: FileJob, progress: bool) -> Iterator[Callable[[int], object] | None]:
     """A progress bar over the frames of a video job, yielding its update function (None for an image, or
     without ``progress``)."""
     if job.kind != "video" or not progress:
@@ -683,7 +683,7 @@ def _run_webcam(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate command
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from faceerase.onnx_model import OnnxExportError, export_onnx
+    from faceerase.model.onnx_model import OnnxExportError, export_onnx
 
     if args.output.suffix != ".onnx":
         raise UsageError(f"the output must be a .onnx file, got {args.output}")
@@ -700,7 +700,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from faceerase.evaluation import evaluate_widerface
+    from faceerase.training.evaluation import evaluate_widerface
 
     if not args.data.is_dir():
         raise UsageError(f"WIDER FACE folder not found: {args.data}")

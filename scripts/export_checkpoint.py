@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from faceerase.training import TrainConfig, build_model
+from faceerase.training.loop import TrainConfig, build_model
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from faceerase.data import default_widerface_root  # noqa: E402
-from faceerase.pack import load_image_set, write_pack  # noqa: E402
+from faceerase.training.pack import load_image_set, write_pack  # noqa: E402
+from faceerase.training.widerface import default_widerface_root  # noqa: E402
 
 
 def main() -> None:

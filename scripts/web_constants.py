@@ -11,7 +11,6 @@ are not here: the page reads them from the ONNX file's metadata.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -26,27 +25,28 @@ HEADER = """\
 
 def constants() -> list[tuple[str, object, str]]:
     """(JavaScript name, value, its source) of every shared constant, in the file's order."""
-    anonymize, images, masks, thresholds = (importlib.import_module(f"faceerase.{name}")
-                                            for name in ("anonymize", "images", "masks", "thresholds"))
-    from faceerase.settings import EraseSettings
+    from faceerase.erase import fill, masks, thresholds
+    from faceerase.media import images
+    from faceerase.model.settings import EraseSettings
 
     defaults = EraseSettings()
     return [
-        ("METHODS", list(anonymize.METHODS), "faceerase.anonymize.METHODS (the page offers those it implements)"),
-        ("DEFAULT_METHOD", defaults.method, "faceerase.settings.EraseSettings().method"),
-        ("THRESHOLD_MODES", list(thresholds.THRESHOLD_MODES), "faceerase.thresholds.THRESHOLD_MODES"),
-        ("DEFAULT_THRESHOLD_MODE", defaults.threshold_mode, "faceerase.settings.EraseSettings().threshold_mode"),
-        ("MASK_SHAPES", list(masks.MASK_SHAPES), "faceerase.masks.MASK_SHAPES"),
-        ("DEFAULT_MASK_SHAPE", defaults.mask_shape, "faceerase.settings.EraseSettings().mask_shape"),
-        ("BLUR_SIGMA_FRACTION", anonymize.BLUR_SIGMA_FRACTION, "faceerase.anonymize.BLUR_SIGMA_FRACTION"),
-        ("MOSAIC_BLOCKS", anonymize.MOSAIC_BLOCKS, "faceerase.anonymize.MOSAIC_BLOCKS"),
-        ("TEMPORAL_WINDOW", defaults.temporal_window, "faceerase.settings.EraseSettings().temporal_window"),
-        ("INPAINT_RADIUS_FRACTION", anonymize.INPAINT_RADIUS_FRACTION, "faceerase.anonymize.INPAINT_RADIUS_FRACTION"),
-        ("INPAINT_MAX_SIDE", anonymize.INPAINT_MAX_SIDE, "faceerase.anonymize.INPAINT_MAX_SIDE"),
-        ("FILL_BLUR_SIGMAS", list(anonymize.FILL_BLUR_SIGMAS), "faceerase.anonymize.FILL_BLUR_SIGMAS"),
-        ("MIN_SIDE", images.MIN_SIDE, "faceerase.images.MIN_SIDE: images with a shorter side are refused"),
-        ("MAX_PIXELS", images.MAX_PIXELS, "faceerase.images.MAX_PIXELS: larger photos are refused"),
-        ("LUMA_WEIGHTS", list(images.LUMA_WEIGHTS), "faceerase.images.LUMA_WEIGHTS: the grey input of 1-channel nets"),
+        ("METHODS", list(fill.METHODS), "faceerase.erase.fill.METHODS (the page offers those it implements)"),
+        ("DEFAULT_METHOD", defaults.method, "faceerase.model.settings.EraseSettings().method"),
+        ("THRESHOLD_MODES", list(thresholds.THRESHOLD_MODES), "faceerase.erase.thresholds.THRESHOLD_MODES"),
+        ("DEFAULT_THRESHOLD_MODE", defaults.threshold_mode, "faceerase.model.settings.EraseSettings().threshold_mode"),
+        ("MASK_SHAPES", list(masks.MASK_SHAPES), "faceerase.erase.masks.MASK_SHAPES"),
+        ("DEFAULT_MASK_SHAPE", defaults.mask_shape, "faceerase.model.settings.EraseSettings().mask_shape"),
+        ("BLUR_SIGMA_FRACTION", fill.BLUR_SIGMA_FRACTION, "faceerase.erase.fill.BLUR_SIGMA_FRACTION"),
+        ("MOSAIC_BLOCKS", fill.MOSAIC_BLOCKS, "faceerase.erase.fill.MOSAIC_BLOCKS"),
+        ("TEMPORAL_WINDOW", defaults.temporal_window, "faceerase.model.settings.EraseSettings().temporal_window"),
+        ("INPAINT_RADIUS_FRACTION", fill.INPAINT_RADIUS_FRACTION, "faceerase.erase.fill.INPAINT_RADIUS_FRACTION"),
+        ("INPAINT_MAX_SIDE", fill.INPAINT_MAX_SIDE, "faceerase.erase.fill.INPAINT_MAX_SIDE"),
+        ("FILL_BLUR_SIGMAS", list(fill.FILL_BLUR_SIGMAS), "faceerase.erase.fill.FILL_BLUR_SIGMAS"),
+        ("MIN_SIDE", images.MIN_SIDE, "faceerase.media.images.MIN_SIDE: images with a shorter side are refused"),
+        ("MAX_PIXELS", images.MAX_PIXELS, "faceerase.media.images.MAX_PIXELS: larger photos are refused"),
+        ("LUMA_WEIGHTS", list(images.LUMA_WEIGHTS),
+         "faceerase.media.images.LUMA_WEIGHTS: the grey input of 1-channel nets"),
     ]
 
 

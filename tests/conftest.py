@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from faceerase import cli
-from faceerase.model import FaceEraseUNet
-from faceerase.onnx_model import export_onnx
-from faceerase.pipeline import ONNX_NAME
+from faceerase.erase.pipeline import ONNX_NAME
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.onnx_model import export_onnx
 from fixtures_app import make_low_model
 
 FACE_CENTER, FACE_AXES = (60, 50), (26, 34)

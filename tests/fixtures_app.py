@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceerase.model import FaceEraseUNet
+from faceerase.model.network import FaceEraseUNet
 
 REPO = Path(__file__).resolve().parents[1]
 LOW_LOGIT = -5.0  # sigmoid(-5) ~ 0.0067: far below the auto threshold's floor

@@ -142,8 +142,8 @@ def test_every_setting_of_the_image_tab_reaches_its_eraser(client, photo, low_mo
     """The tab's own controls, then each of "More settings" by its setting's name: the page shows what FaceEraser
     gives with those settings."""
     import app
-    from faceerase.pipeline import FaceEraser
-    from faceerase.settings import EraseSettings, format_setting
+    from faceerase.erase.pipeline import FaceEraser
+    from faceerase.model.settings import EraseSettings, format_setting
 
     settings = EraseSettings(input_size=256, upscale=True, extra_scales=(0.5,), threshold_mode="seed",
                              threshold_value=0.5, threshold_floor=0.2, threshold_ceiling=0.7, dilation=2,

@@ -1,5 +1,5 @@
-"""Calibration (faceerase.calibration, ``faceerase calibrate``): the rule's choice on score tables written here, its
-configuration as command-line options, and the command end to end on real WIDER FACE train images."""
+"""Calibration (faceerase.training.calibration, ``faceerase calibrate``): the rule's choice on score tables written
+here, its configuration as command-line options, and the command end to end on real WIDER FACE train images."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from faceerase import cli
-from faceerase.calibration import LIMITED, SCALE_SETS, CalibrationConfig, choose
-from faceerase.data import WIDERFACE_ENV, default_widerface_root, parse_annotations, split_paths
-from faceerase.pipeline import DEFAULT_MODEL_DIR, load_model
-from faceerase.settings import SETTINGS_NAME, InferenceSettings
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, load_model
+from faceerase.model.settings import SETTINGS_NAME, InferenceSettings
+from faceerase.training.calibration import LIMITED, SCALE_SETS, CalibrationConfig, choose
+from faceerase.training.widerface import WIDERFACE_ENV, default_widerface_root, parse_annotations, split_paths
 
 WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 LIMITS = [0.9, 0.5, 2.0]  # percent: the rule's collateral, mean and worst face-less limits
@@ -130,7 +130,7 @@ def wider_train(tmp_path, monkeypatch) -> Path:
     lines = []
     for name, rows in records:
         (own_images / name).parent.mkdir(parents=True, exist_ok=True)
-        (own_images / name).symlink_to(images / name)
+        (own_images / name).symlink_to((images / name).resolve())
         lines += [name, str(len(rows)), *(" ".join(map(str, row)) for row in rows)]
     own_annotations.parent.mkdir(parents=True)
     own_annotations.write_text("\n".join(lines) + "\n")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase import cli, video
+from faceerase import cli
+from faceerase.media import video
 from fixtures_app import REPO, write_image, write_video
 
 GPS_IFD = 0x8825
@@ -238,7 +239,7 @@ def test_evaluate_prints_json(run, tmp_path, monkeypatch):
         calls.update(root=root, split=split, limit=limit)
         return {"n_images": 2, "recall": {"all": 0.5}}
 
-    monkeypatch.setattr("faceerase.evaluation.evaluate_widerface", fake_evaluate)
+    monkeypatch.setattr("faceerase.training.evaluation.evaluate_widerface", fake_evaluate)
     (tmp_path / "widerface").mkdir()
     code, out, _ = run("evaluate", "--data", tmp_path / "widerface", "--limit", "2", "--json", tmp_path / "e.json")
     assert code == 0 and calls == {"root": tmp_path / "widerface", "split": "val", "limit": 2}

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase import cli, runners
-from faceerase.pipeline import ONNX_NAME, FaceEraser, ModelLoadError, load_model
+from faceerase import cli
+from faceerase.erase.pipeline import ONNX_NAME, FaceEraser, ModelLoadError, load_model
+from faceerase.model import runners
 from fixtures_app import write_image, write_video
 
 MISSING_REPO = "nobody-faceerase/not-in-any-cache"

@@ -10,19 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from faceerase import data as data_module
-from faceerase.augment import CropSampler
-from faceerase.data import (
-    WIDERFACE_ENV,
-    AnnotationError,
-    default_widerface_root,
-    face_masks,
-    invalid_flags,
-    load_wider_face,
-    pixel_bounds,
-    wider_face_features,
-)
-from faceerase.pack import ImageSet, fit_long_side, load_image_set, pack_images, write_pack
+from faceerase.training import widerface
+from faceerase.training.augment import CropSampler
+from faceerase.training.pack import ImageSet, fit_long_side, load_image_set, write_pack
+from faceerase.training.padded import pad_images
+from faceerase.training.widerface import (WIDERFACE_ENV, AnnotationError, default_widerface_root, face_masks,
+                                          invalid_flags, load_wider_face, pixel_bounds, wider_face_features)
 
 SHARED = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 
@@ -93,7 +86,7 @@ def test_local_folder_loads_as_dataset_with_hub_schema(wider):
 
 def test_second_load_hits_the_cache(wider, monkeypatch):
     first = load_wider_face(wider, "val")
-    monkeypatch.setattr(data_module, "parse_annotations", lambda *_: pytest.fail("cache was not used"))
+    monkeypatch.setattr(widerface, "parse_annotations", lambda *_: pytest.fail("cache was not used"))
     second = load_wider_face(wider, "val")
     assert second.cache_files == first.cache_files and second[1]["file_name"] == first[1]["file_name"]
 
@@ -192,8 +185,8 @@ def _rectangles() -> ImageSet:
 
 
 def test_augmentation_shapes_ranges_and_alignment():
-    packed = pack_images(_rectangles())
-    sampler = CropSampler(packed, crop_size=48, scale_range=(0.3, 3.0), jitter=0, grayscale_p=0, seed=1)
+    padded = pad_images(_rectangles())
+    sampler = CropSampler(padded, crop_size=48, scale_range=(0.3, 3.0), jitter=0, grayscale_p=0, seed=1)
     images, target, ignore = sampler(96)
     assert images.shape == (96, 3, 48, 48) and target.shape == ignore.shape == (96, 1, 48, 48)
     assert images.dtype == torch.float32 and ignore.dtype == torch.bool
@@ -203,17 +196,17 @@ def test_augmentation_shapes_ranges_and_alignment():
     mismatch = (bright != (target > 0)) & ~ignore
     assert mismatch.float().mean() < 0.01 and target.mean() > 0.05
     assert ignore.any()  # crops reaching past small rescaled images are ignored, not background
-    gray = CropSampler(packed, crop_size=32, in_channels=1, seed=2)(4)[0]
+    gray = CropSampler(padded, crop_size=32, in_channels=1, seed=2)(4)[0]
     assert gray.shape == (4, 1, 32, 32) and 0 <= gray.min() and gray.max() <= 1
 
 
 def test_augmentation_flips_and_is_seeded():
-    packed = pack_images(_rectangles())
-    a = CropSampler(packed, crop_size=32, seed=3)(8)[0]
-    b = CropSampler(packed, crop_size=32, seed=3)(8)[0]
+    padded = pad_images(_rectangles())
+    a = CropSampler(padded, crop_size=32, seed=3)(8)[0]
+    b = CropSampler(padded, crop_size=32, seed=3)(8)[0]
     assert torch.equal(a, b)
-    no_flip = CropSampler(packed, crop_size=64, scale_range=(1, 1), flip=False, jitter=0, grayscale_p=0, seed=4)
-    flip = CropSampler(packed, crop_size=64, scale_range=(1, 1), jitter=0, grayscale_p=0, seed=4)
+    no_flip = CropSampler(padded, crop_size=64, scale_range=(1, 1), flip=False, jitter=0, grayscale_p=0, seed=4)
+    flip = CropSampler(padded, crop_size=64, scale_range=(1, 1), jitter=0, grayscale_p=0, seed=4)
     _, t0, _ = no_flip(64)
     _, t1, _ = flip(64)
     # Rectangles start left of centre: flipping moves face mass to the right half in some crops.

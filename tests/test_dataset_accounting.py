@@ -20,10 +20,10 @@ import pytest
 from huggingface_hub.utils._http import default_client_factory
 from PIL import Image
 
-from faceerase.batch import Job, JobOptions, process_job
 from faceerase.cli import main
-from faceerase.hf_datasets import ANONYMIZED, ERROR, FAILED, REGIONS, STATUS, anonymize_dataset, load_source
-from faceerase.pipeline import FaceEraser
+from faceerase.engines.files import FileJob, JobOptions, process_job
+from faceerase.engines.hf_datasets import ANONYMIZED, ERROR, FAILED, REGIONS, STATUS, anonymize_dataset, load_source
+from faceerase.erase.pipeline import FaceEraser
 
 HUB_REPO = "faceerase-test/street-photos"
 HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -219,7 +219,7 @@ def test_an_image_the_imagefolder_builder_leaves_out_fails(tmp_path, face_image)
         (folder / name).write_bytes(encoded(face_image, "JPEG"))
     (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "listed.jpg", "caption": "x"}) + "\n")
     (folder / "split").mkdir()
-    from faceerase.hf_datasets import open_source
+    from faceerase.engines.hf_datasets import open_source
 
     source = open_source(folder, cache_dir=tmp_path / "scratch")
     assert source.dataset["caption"][:] == ["x"]
@@ -228,7 +228,7 @@ def test_an_image_the_imagefolder_builder_leaves_out_fails(tmp_path, face_image)
 
 
 def test_a_folder_split_accounts_for_the_other_splits(tmp_path, face_image):
-    from faceerase.hf_datasets import open_source
+    from faceerase.engines.hf_datasets import open_source
 
     for split in ("train", "test"):
         (tmp_path / "photos" / split).mkdir(parents=True)
@@ -250,7 +250,7 @@ def test_a_multi_frame_row_fails_as_the_command_fails_the_file(tmp_path, tiny_mo
     verdicts = {}
     for name, data in images.items():
         (tmp_path / name).write_bytes(data)
-        record = process_job(eraser, Job(tmp_path / name, tmp_path / "out" / name, "image"), JobOptions(), {})
+        record = process_job(eraser, FileJob(tmp_path / name, tmp_path / "out" / name, "image"), JobOptions(), {})
         verdicts[name] = record.get("error")
     assert verdicts["two-page.tiff"].startswith("unsupported: multi-frame image (2 frames)")
     assert verdicts["animated.gif"].startswith("unsupported: multi-frame image (2 frames)")

@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from faceerase import encoders, model as model_module
-from faceerase.decoder import UNetDecoder
-from faceerase.encoders import Encoder, MobileNetV2Encoder, PlainEncoder, PretrainedWeights
-from faceerase.model import FaceEraseUNet
-from faceerase.onnx_model import OnnxFaceModel
-from faceerase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME
-from faceerase.training import TrainConfig, build_model
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME
+from faceerase.model import encoders, network
+from faceerase.model.decoder import UNetDecoder
+from faceerase.model.encoders import Encoder, MobileNetV2Encoder, PlainEncoder, PretrainedWeights
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.onnx_model import OnnxFaceModel
+from faceerase.training.loop import TrainConfig, build_model
 
 EXAMPLES = DEFAULT_MODEL_DIR.parent / "faceerase" / "examples"
 
@@ -91,7 +91,7 @@ def test_missing_weights_wheel_is_a_one_line_error_with_the_pip_command(monkeypa
 
 def test_a_new_encoder_is_one_registered_class(tmp_path, monkeypatch):
     """An encoder declared and registered here builds, saves and reloads, normalizes its input as it declares, and
-    trains from its pretrained weights, built with the parameters they need: model.py and training.py ask it."""
+    trains from its pretrained weights, built with the parameters they need: network.py and the training loop ask it."""
     monkeypatch.setattr(encoders, "ENCODERS", dict(encoders.ENCODERS))
     torch.manual_seed(1)
     source = {"stem.weight": torch.randn(6, 3, 3, 3), "down.weight": torch.randn(12, 6, 3, 3)}
@@ -133,7 +133,7 @@ def test_a_new_encoder_is_one_registered_class(tmp_path, monkeypatch):
     assert isinstance(loaded.encoder, TinyEncoder) and torch.equal(model.predict_proba(image),
                                                                     loaded.predict_proba(image))
 
-    monkeypatch.setitem(model_module.PRESETS, "tiny", dict(encoder="tiny_test", decoder_upsample="nearest"))
+    monkeypatch.setitem(network.PRESETS, "tiny", dict(encoder="tiny_test", decoder_upsample="nearest"))
     for weights in (None, "tiny", str(tmp_path / "tiny.pt")):  # default, by name, by file
         trained = build_model(TrainConfig(preset="tiny", encoder_weights=weights))
         assert trained.encoder.width == 6 and trained.hub_config["width"] == 6

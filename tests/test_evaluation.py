@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from faceerase.data import WIDERFACE_ENV, default_widerface_root
-from faceerase.evaluation import (
-    aggregate,
-    box_mask,
-    collateral,
-    coverage_recall,
-    evaluate_masks,
-    face_coverage,
-    height_group,
-    load_difficulty_lists,
-    pixel_iou,
-    score_image,
-)
+from faceerase.training.evaluation import (aggregate, box_mask, collateral, coverage_recall, evaluate_masks,
+                                           face_coverage, height_group, load_difficulty_lists, pixel_iou, score_image)
+from faceerase.training.widerface import WIDERFACE_ENV, default_widerface_root
 
 WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 GROUND_TRUTH = WIDERFACE / "eval_tools" / "ground_truth"
@@ -216,8 +206,8 @@ def test_oracle_masks_through_the_metric_path_give_exact_recall():
 def _tiny_eraser():
     import torch
 
-    from faceerase.model import FaceEraseUNet
-    from faceerase.pipeline import FaceEraser
+    from faceerase.erase.pipeline import FaceEraser
+    from faceerase.model.network import FaceEraseUNet
 
     torch.manual_seed(0)
     model = FaceEraseUNet(base_channels=4, depth=2).eval()
@@ -235,7 +225,7 @@ def _check_report(report: dict, n_images: int) -> None:
 
 
 def test_evaluate_runs_a_real_eraser_end_to_end():
-    from faceerase.evaluation import evaluate
+    from faceerase.training.evaluation import evaluate
 
     lists = {"easy": {"img_0": [0]}, "medium": {"img_0": [0, 1]}, "hard": {"img_0": [0, 1], "img_1": [0]}}
     report = evaluate(_tiny_eraser(), _fixture_dataset(), difficulty_lists=lists, limit=2, progress=False)
@@ -247,7 +237,7 @@ def test_evaluate_runs_a_real_eraser_end_to_end():
 @pytest.mark.slow
 @pytest.mark.skipif(not GROUND_TRUTH.is_dir(), reason=f"WIDER FACE not found at {WIDERFACE} (set {WIDERFACE_ENV})")
 def test_evaluate_widerface_on_two_real_images():
-    from faceerase.evaluation import evaluate_widerface
+    from faceerase.training.evaluation import evaluate_widerface
 
     report = evaluate_widerface(_tiny_eraser(), WIDERFACE, split="val", limit=2, progress=False)
     _check_report(report, 2)

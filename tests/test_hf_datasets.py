@@ -1,4 +1,5 @@
-"""faceerase.hf_datasets: anonymizing a datasets.Dataset with the shipped model, and loading and saving sources."""
+"""faceerase.engines.hf_datasets: anonymizing a datasets.Dataset with the shipped model, and loading and saving
+sources."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
-from faceerase.hf_datasets import (ANONYMIZED, AUDIT_COLUMNS, ERROR, FAILED, MODEL, REGIONS, STATUS, THRESHOLD,
-                                   WEIGHTS, DatasetError, PushError, anonymize_dataset, load_source, save_result,
-                                   status_counts)
-from faceerase.images import load_image
-from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, EraserSpec, FaceEraser, load_model
-from faceerase.settings import EraseSettings
+from faceerase.engines.hf_datasets import (ANONYMIZED, AUDIT_COLUMNS, ERROR, FAILED, MODEL, REGIONS, STATUS, THRESHOLD,
+                                           WEIGHTS, DatasetError, PushError, anonymize_dataset, load_source,
+                                           save_result, status_counts)
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, EraserSpec, FaceEraser, load_model
+from faceerase.media.images import load_image
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.settings import EraseSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 ASTRONAUT_FACE = (175, 60, 93, 105)  # x, y, w, h: Eileen Collins' face in astronaut.jpg (as in test_shipped_model)
@@ -310,8 +311,8 @@ def test_the_command_anonymizes_an_image_folder_into_a_saved_dataset(tmp_path, o
                                                  ("{tmp}/a-file/out", "{tmp}/a-file")])
 def test_the_command_refuses_an_output_it_cannot_create_before_any_row(source, tmp_path, offline, capsys,
                                                                        monkeypatch, output, refused):
-    from faceerase import hf_datasets
     from faceerase.cli import main
+    from faceerase.engines import hf_datasets
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("rows were anonymized for an output that cannot be written")

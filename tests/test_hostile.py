@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
-from faceerase import cli, video
+from faceerase import cli
+from faceerase.media import video
 from fixtures_app import REPO, write_image, write_video
 
 ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 2, 3, 4, 5, 7

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase.images import (MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, InvalidImageError, check_single_frame,
-                              default_max_pixels, load_image, write_image)
+from faceerase.media.images import (MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, InvalidImageError, check_single_frame,
+                                    default_max_pixels, load_image, write_image)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceerase.hub import DEFAULT_MODEL_DIR
+from faceerase.model.loading import DEFAULT_MODEL_DIR
 from fixtures_app import REPO
 
 ASTRONAUT = REPO / "faceerase" / "examples" / "astronaut.jpg"
@@ -28,7 +28,7 @@ import json, sys
 import numpy as np
 import faceerase
 from faceerase import FaceEraser
-from faceerase.hub import DEFAULT_MODEL_DIR
+from faceerase.model.loading import DEFAULT_MODEL_DIR
 masks = {}
 for backend in ("onnx", "torch"):
     result = FaceEraser(backend=backend)(sys.argv[1])

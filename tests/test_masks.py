@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceerase.masks import Region, check_mask, find_regions, refine_mask, shape_mask
+from faceerase.erase.masks import Region, check_mask, find_regions, refine_mask, shape_mask
 
 
 def _blobs() -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceerase.model import PRESETS, FaceEraseUNet
+from faceerase.model.network import PRESETS, FaceEraseUNet
 
 
 def small(**overrides) -> FaceEraseUNet:
@@ -118,7 +118,7 @@ def test_from_pretrained_repo_id_offline_from_hf_cache(tmp_path):
     model.save_pretrained(tmp_path / "model")
     _fake_hub_cache(tmp_path / "cache", "faceerase/test-unet", tmp_path / "model")
     code = (
-        "import torch; from faceerase.model import FaceEraseUNet\n"
+        "import torch; from faceerase.model.network import FaceEraseUNet\n"
         "m = FaceEraseUNet.from_pretrained('faceerase/test-unet').eval()\n"
         "torch.manual_seed(1); print(float(m.predict_proba(torch.rand(1, 3, 32, 32)).sum()))\n"
     )

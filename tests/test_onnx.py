@@ -6,11 +6,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from faceerase.images import load_image
-from faceerase.model import FaceEraseUNet
-from faceerase.onnx_model import OnnxExportError, OnnxFaceModel, export_onnx
-from faceerase.pipeline import ONNX_NAME, FaceEraser
-from faceerase.settings import InferenceSettings
+from faceerase.erase.pipeline import ONNX_NAME, FaceEraser
+from faceerase.media.images import load_image
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.onnx_model import OnnxExportError, OnnxFaceModel, export_onnx
+from faceerase.model.settings import InferenceSettings
 from test_encoders import EXAMPLES
 
 TOLERANCE = 1e-5  # max abs difference of probabilities, onnxruntime vs PyTorch (fp32)
@@ -69,7 +69,7 @@ def test_eraser_onnx_backend_matches_torch(tiny_model):
 
 @pytest.mark.slow
 def test_eraser_uses_the_folders_onnx_file_only_when_it_matches_the_weights(tiny_model, tmp_path, monkeypatch):
-    from faceerase import onnx_model
+    from faceerase.model import onnx_model
 
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)
@@ -154,8 +154,8 @@ def test_onnx_backend_on_a_folders_model_onnx_never_imports_torch(tiny_model, tm
 
 @pytest.mark.slow
 def test_load_onnx_model_says_when_the_file_is_missing_stale_or_unreadable(tiny_model, tmp_path):
-    from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_onnx_model
-    from faceerase.settings import SETTINGS_NAME
+    from faceerase.model.loading import ModelLoadError, OnnxUnavailableError, load_onnx_model
+    from faceerase.model.settings import SETTINGS_NAME
 
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)
@@ -208,7 +208,7 @@ def test_an_onnx_file_whose_weights_were_edited_never_loads(tiny_model, tmp_path
     import cv2
 
     from faceerase.cli import main
-    from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_onnx_model
+    from faceerase.model.loading import ModelLoadError, OnnxUnavailableError, load_onnx_model
 
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)
@@ -233,8 +233,8 @@ def test_an_onnx_file_whose_weights_were_edited_never_loads(tiny_model, tmp_path
 
 @pytest.mark.slow
 def test_an_onnx_file_without_the_fingerprint_of_its_graph_is_not_used(tiny_model, tmp_path):
-    from faceerase.hub import OnnxUnavailableError, load_onnx_model
-    from faceerase.onnx_model import GRAPH_FINGERPRINT
+    from faceerase.model.loading import OnnxUnavailableError, load_onnx_model
+    from faceerase.model.onnx_model import GRAPH_FINGERPRINT
 
     def drop_graph_fingerprint(proto) -> None:
         kept = [entry for entry in proto.metadata_props if entry.key != GRAPH_FINGERPRINT]

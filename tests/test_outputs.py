@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from faceerase.outputs import atomic_directory, atomic_output, new_file_mode, printable, remove_stale_temp_files
+from faceerase.media.outputs import atomic_directory, atomic_output, new_file_mode, printable, remove_stale_temp_files
 
 
 def test_atomic_output_replaces_only_on_success(tmp_path):

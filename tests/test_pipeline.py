@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from faceerase import hub
-from faceerase.images import InvalidImageError
-from faceerase.model import FaceEraseUNet
-from faceerase.pipeline import DEFAULT_REPO_ID, EraseResult, FaceEraser, ModelLoadError, load_model, select_device
-from faceerase.settings import EraseSettings
+from faceerase.erase.pipeline import DEFAULT_REPO_ID, EraseResult, FaceEraser, ModelLoadError, load_model, select_device
+from faceerase.media.images import InvalidImageError
+from faceerase.model import loading
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.settings import EraseSettings
 
 
 @pytest.fixture
@@ -40,12 +40,12 @@ def test_load_model_from_a_folder(tiny_model, tiny_model_dir):
 
 
 def test_default_model_is_the_embedded_folder(monkeypatch, tiny_model, tiny_model_dir):
-    monkeypatch.setattr(hub, "DEFAULT_MODEL_DIR", tiny_model_dir)
+    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tiny_model_dir)
     assert _states_equal(load_model(), tiny_model)
 
 
 def test_default_model_falls_back_to_the_hub(monkeypatch, tmp_path, offline_hub):
-    monkeypatch.setattr(hub, "DEFAULT_MODEL_DIR", tmp_path / "empty-hub")
+    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tmp_path / "empty-hub")
     with pytest.raises(ModelLoadError, match=f"could not download {DEFAULT_REPO_ID}.*HF_HUB_OFFLINE"):
         load_model()
 

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow  # a Ray cluster, and Ray in subprocesses
 import ray
 
 from faceerase import cli
-from faceerase.batch import UP_TO_DATE, JobOptions, PlanError
-from faceerase.onnx_model import export_onnx
-from faceerase.pipeline import ONNX_NAME, EraserSpec
-from faceerase.ray_engine import anonymize_with_ray
-from faceerase.settings import EraseSettings
+from faceerase.engines.files import UP_TO_DATE, JobOptions, PlanError
+from faceerase.engines.ray_engine import anonymize_with_ray
+from faceerase.erase.pipeline import ONNX_NAME, EraserSpec
+from faceerase.model.onnx_model import export_onnx
+from faceerase.model.settings import EraseSettings
 from fixtures_app import REPO, make_low_model, write_image, write_video
 
 EXAMPLES = REPO / "faceerase" / "examples"
@@ -212,10 +212,10 @@ def test_an_actor_that_dies_fails_every_file_without_a_record(tmp_path):
     fail with the reason, so the summary and the audit report count every one of them."""
     from types import SimpleNamespace
 
-    from faceerase.batch import Job
-    from faceerase.ray_engine import _records
+    from faceerase.engines.files import FileJob
+    from faceerase.engines.ray_engine import _records
 
-    jobs = [Job(tmp_path / f"{n}.jpg", tmp_path / "out" / f"{n}.jpg", "image") for n in "abc"]
+    jobs = [FileJob(tmp_path / f"{n}.jpg", tmp_path / "out" / f"{n}.jpg", "image") for n in "abc"]
     first = {"input": str(jobs[0].source), "status": "anonymized"}
 
     def rows():

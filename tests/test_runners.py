@@ -1,4 +1,4 @@
-"""faceerase.runners: one runner protocol (images in, probabilities out) with a PyTorch and an onnxruntime
+"""faceerase.model.runners: one runner protocol (images in, probabilities out) with a PyTorch and an onnxruntime
 implementation, one preparation of the images for both, one cache of loaded models."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from faceerase.hub import load_model, load_onnx_model
-from faceerase.images import LUMA_WEIGHTS, load_image
-from faceerase.model import FaceEraseUNet
-from faceerase.onnx_model import export_onnx
-from faceerase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME, WEIGHTS_NAME, FaceEraser
-from faceerase.runners import MAX_NAMED, TorchRunner, load, predict_proba
-from faceerase.settings import InferenceSettings
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME, WEIGHTS_NAME, FaceEraser
+from faceerase.media.images import LUMA_WEIGHTS, load_image
+from faceerase.model.loading import load_model, load_onnx_model
+from faceerase.model.network import FaceEraseUNet
+from faceerase.model.onnx_model import export_onnx
+from faceerase.model.runners import MAX_NAMED, TorchRunner, load, predict_proba
+from faceerase.model.settings import InferenceSettings
 from fixtures_app import REPO
 
 EXAMPLES = REPO / "faceerase" / "examples"

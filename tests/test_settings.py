@@ -15,12 +15,12 @@ from PIL import Image
 from faceerase import cli
 from faceerase.cli import build_parser
 from faceerase.cli import main as cli_main
-from faceerase.masks import refine_mask
-from faceerase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
-from faceerase.settings import (DEFAULT_SETTINGS, SETTINGS_NAME, EraseSettings, InferenceSettings, format_setting,
-                                parse_setting)
-from faceerase.thresholds import compute_threshold
-from faceerase.video import VideoSummary
+from faceerase.erase.masks import refine_mask
+from faceerase.erase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
+from faceerase.erase.thresholds import compute_threshold
+from faceerase.media.video import VideoSummary
+from faceerase.model.settings import (DEFAULT_SETTINGS, SETTINGS_NAME, EraseSettings, InferenceSettings, format_setting,
+                                      parse_setting)
 from fixtures_app import write_image
 
 CALIBRATED = InferenceSettings(input_size=96, extra_scales=(0.5,), live_input_size=64, threshold_floor=0.45,

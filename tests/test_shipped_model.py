@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceerase.data import WIDERFACE_ENV, default_widerface_root
-from faceerase.evaluation import collateral, evaluate, face_coverage, load_difficulty_lists
-from faceerase.onnx_model import OnnxFaceModel
-from faceerase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME, WEIGHTS_NAME, FaceEraser, load_model
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME, WEIGHTS_NAME, FaceEraser, load_model
+from faceerase.model.onnx_model import OnnxFaceModel
+from faceerase.training.evaluation import collateral, evaluate, face_coverage, load_difficulty_lists
+from faceerase.training.widerface import WIDERFACE_ENV, default_widerface_root
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "faceerase" / "examples"
 WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
@@ -60,7 +60,7 @@ def test_face_less_examples_are_left_almost_untouched(eraser, example):
 @pytest.mark.slow
 @pytest.mark.skipif(not WIDERFACE.is_dir(), reason=f"WIDER FACE not found at {WIDERFACE} (set {WIDERFACE_ENV})")
 def test_val_sample_recall_stays_above_floor(eraser):
-    from faceerase.data import load_wider_face
+    from faceerase.training.widerface import load_wider_face
 
     dataset = load_wider_face(WIDERFACE, "val").select(VAL_SAMPLE)
     lists = load_difficulty_lists(WIDERFACE / "eval_tools" / "ground_truth")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceerase.thresholds import AUTO_CEILING, AUTO_FLOOR, compute_threshold
+from faceerase.erase.thresholds import AUTO_CEILING, AUTO_FLOOR, compute_threshold
 
 
 def _map(background: float, face: float | None, noise: float = 0.02, seed: int = 0) -> np.ndarray:

@@ -15,9 +15,9 @@ import torch
 from test_data import make_wider_fixture
 
 import train as train_cli
-from faceerase import training
-from faceerase.model import FaceEraseUNet
-from faceerase.training import TrainConfig, segmentation_loss, train, validate
+from faceerase.model.network import FaceEraseUNet
+from faceerase.training import loop
+from faceerase.training.loop import TrainConfig, segmentation_loss, train, validate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(preset="live", model_overrides={"base_channels": 4, "depth": 2}, input_size=128, crop_size=64,
@@ -72,8 +72,9 @@ class _BrightIsFace(torch.nn.Module):
 
 
 def test_validation_recall_counts_faces_as_the_evaluation_does():
-    from faceerase.evaluation import aggregate, score_image
-    from faceerase.pack import ImageSet, pack_images
+    from faceerase.training.evaluation import aggregate, score_image
+    from faceerase.training.pack import ImageSet
+    from faceerase.training.padded import pad_images
 
     images, boxes = [np.zeros((40, 60, 3), np.uint8), np.zeros((50, 30, 3), np.uint8)], []
     images[0][5:25, 5:25] = images[0][30:40, 40:45] = images[1][10:40, 0:20] = 255
@@ -81,7 +82,7 @@ def test_validation_recall_counts_faces_as_the_evaluation_does():
     boxes.append(np.array([[5, 5, 20, 20], [40, 30, 10, 10], [20, 0, 10, 10], [50, 10, 0, 0]], np.float32))
     boxes.append(np.array([[-5, 10, 25, 30], [22, 40, 6, 6]], np.float32))
     invalid = [np.array([False, False, True, False]), np.zeros(2, bool)]
-    metrics = validate(_BrightIsFace(), pack_images(ImageSet(images, boxes, invalid, ["a", "b"]), multiple=8),
+    metrics = validate(_BrightIsFace(), pad_images(ImageSet(images, boxes, invalid, ["a", "b"]), multiple=8),
                        batch_size=1)
     expected = aggregate([score_image(image[..., 0] > 127, {"bbox": b, "invalid": i})
                           for image, b, i in zip(images, boxes, invalid, strict=True)])
@@ -138,7 +139,7 @@ def test_epochs_and_time_budget_without_validation(env, tmp_path):
 
 def test_push_to_hub_without_token_fails_before_training(env, monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(training, "get_token", lambda: None)
+    monkeypatch.setattr(loop, "get_token", lambda: None)
     config = TrainConfig(data=str(tmp_path / "absent"), out_dir=str(tmp_path / "out"), steps=1,
                          push_to_hub="someone/faceerase-test", **TINY)
     with pytest.raises(RuntimeError, match="HF_TOKEN"):
@@ -225,7 +226,7 @@ def test_resume_refuses_a_checkpoint_trained_with_other_settings(env, tmp_path):
 def test_model_card_front_matter_comes_from_the_model_class(tmp_path):
     import yaml
 
-    from faceerase.modelcard import write_model_card
+    from faceerase.training.card import write_model_card
 
     model = FaceEraseUNet.from_preset("live", base_channels=4, depth=2)
     write_model_card(tmp_path, {"val_iou": 0.5}, {"input_size": 64}, model_config=model.hub_config)
@@ -239,8 +240,8 @@ def test_model_card_front_matter_comes_from_the_model_class(tmp_path):
 
 
 def test_bad_negatives_and_settings_are_clear_errors(tmp_path, capsys):
-    from faceerase.images import InvalidImageError
-    from faceerase.pack import load_negatives
+    from faceerase.media.images import InvalidImageError
+    from faceerase.training.pack import load_negatives
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no JPEG or PNG images under"):
@@ -259,13 +260,13 @@ def test_bad_negatives_and_settings_are_clear_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_fine_tuning_starts_from_a_saved_model(run, env, tmp_path):
-    from faceerase.settings import InferenceSettings
+    from faceerase.model.settings import InferenceSettings
 
     _, first = run
     source = FaceEraseUNet.from_pretrained(first["model_dir"])
     source.inference_settings = InferenceSettings(input_size=320, source="calibrated for the source weights")
     source.save_pretrained(tmp_path / "source")
-    start = training.build_model(TrainConfig(init_from=str(tmp_path / "source")))
+    start = loop.build_model(TrainConfig(init_from=str(tmp_path / "source")))
     assert start.training and start.inference_settings is None and start.name_or_path is None
     assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), source.state_dict().values()))
 

@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from faceerase import cli, outputs, video
-from faceerase.pipeline import FaceEraser
-from faceerase.video import (AUDIO_DROPPED, TemporalMax, VideoError, VideoOutput, anonymize_video, count_frames,
-                             count_video_streams, has_audio, output_suffix, probe_video, write_anonymized_video)
+from faceerase import cli
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.media import outputs, video
+from faceerase.media.video import (AUDIO_DROPPED, TemporalMax, VideoError, VideoOutput, anonymize_video, count_frames,
+                                   count_video_streams, has_audio, output_suffix, probe_video, write_anonymized_video)
 from fixtures_app import make_low_model, write_video
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
@@ -145,7 +146,7 @@ def test_video_output_options_are_checked():
 
 
 def test_without_ffmpeg_opencv_writes_the_video_and_says_so(eraser, tmp_path, monkeypatch):
-    monkeypatch.setattr("faceerase.video.shutil.which", lambda name: None)
+    monkeypatch.setattr("faceerase.media.video.shutil.which", lambda name: None)
     source = tmp_path / "clip.avi"
     write_video(source, frames=3)
     assert output_suffix(source) == ".avi" and output_suffix(Path("x.webm")) == ".mp4"

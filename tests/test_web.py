@@ -34,10 +34,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 # After the skips: importing the package is the slow part.
 import faceerase
-from faceerase.anonymize import METHODS
-from faceerase.masks import MASK_SHAPES
-from faceerase.settings import EraseSettings
-from faceerase.thresholds import compute_threshold
+from faceerase.erase.fill import METHODS
+from faceerase.erase.masks import MASK_SHAPES
+from faceerase.erase.thresholds import compute_threshold
+from faceerase.model.settings import EraseSettings
 
 SETTINGS = json.loads((REPO / "hub" / "inference.json").read_text())
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from web_node import NODE, JSError, call_js, js_constant, rgb, rgba, run_js
 
-from faceerase.anonymize import DEFAULT_METHOD, METHODS, anonymize, fill_from_border
-from faceerase.geometry import network_long_side, padding_for
-from faceerase.images import load_image
-from faceerase.masks import MASK_SHAPES, find_regions, refine_mask, shape_mask
-from faceerase.pipeline import FaceEraser
-from faceerase.settings import EraseSettings
-from faceerase.thresholds import compute_threshold
+from faceerase.erase.fill import DEFAULT_METHOD, METHODS, anonymize, fill_from_border
+from faceerase.erase.geometry import network_long_side, padding_for
+from faceerase.erase.masks import MASK_SHAPES, find_regions, refine_mask, shape_mask
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.erase.thresholds import compute_threshold
+from faceerase.media.images import load_image
+from faceerase.model.settings import EraseSettings
 from fixtures_app import REPO
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is missing (the page's modules run under Node)")

@@ -1,4 +1,4 @@
-// Erase the masked regions of an image, as faceerase/anonymize.py does, with its algorithms and constants: each
+// Erase the masked regions of an image, as faceerase/erase/fill.py does, with its algorithms and constants: each
 // connected region is processed in a crop around it with a strength scaled to its size (the longer side of its
 // bounding box), and only mask pixels of the output differ from the input. Images are RGBA
 // {width, height, data: Uint8ClampedArray}. The page offers the Python methods it implements ('fill', 'blur',
@@ -13,7 +13,7 @@ import { labelRegions } from './masks.js';
 import { resize, resizeImage } from './resize.js';
 
 const ERASERS = { fill, blur, mosaic }; // 'solid' needs no crop
-/** The methods of faceerase.anonymize.METHODS that this page implements, in their order. */
+/** The methods of faceerase.erase.fill.METHODS that this page implements, in their order. */
 export const METHODS = PYTHON_METHODS.filter((method) => method in ERASERS || method === 'solid');
 
 /** A copy of `image` with the mask pixels erased by `method`; `color` ([r, g, b]) is the fill of 'solid'. */

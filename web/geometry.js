@@ -1,4 +1,4 @@
-// Image geometry of the network path, as faceerase/geometry.py defines it.
+// Image geometry of the network path, as faceerase/erase/geometry.py defines it.
 
 /** Python's round(): halves go to the even neighbour (round(2.5) == 2), as the Python pipeline rounds sizes. */
 export function roundHalfEven(x) {

@@ -1,4 +1,4 @@
-// Photos and camera frames as RGBA ImageData, with the checks of faceerase/images.py (load_image).
+// Photos and camera frames as RGBA ImageData, with the checks of faceerase/media/images.py (load_image).
 
 import { MAX_PIXELS, MIN_SIDE } from './constants.js';
 

@@ -1,4 +1,4 @@
-// Binary mask clean-up, region shapes and connected face regions, as faceerase/masks.py does them (refine_mask,
+// Binary mask clean-up, region shapes and connected face regions, as faceerase/erase/masks.py does them (refine_mask,
 // shape_mask, find_regions). A mask is a Uint8Array of width x height pixels, 1 for face.
 
 import { MASK_SHAPES } from './constants.js';

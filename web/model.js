@@ -1,4 +1,4 @@
-// Load an exported FaceErase model (faceerase/onnx_model.py) into onnxruntime-web's WebAssembly backend and run
+// Load an exported FaceErase model (faceerase/model/onnx_model.py) into onnxruntime-web's WebAssembly backend and run
 // it on one image, as OnnxFaceModel.predict_proba does: RGB in [0, 1], NCHW, padded to the size divisor.
 
 import { LUMA_WEIGHTS } from './constants.js';

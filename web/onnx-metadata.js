@@ -1,6 +1,6 @@
 // The metadata_props of an ONNX file (ModelProto field 14: repeated {key = 1, value = 2} string pairs), read
 // straight from its protobuf bytes. FaceErase stores its size divisor, input channels, weights hash and
-// inference settings there (faceerase/onnx_model.py, export_onnx), so the file alone configures the page.
+// inference settings there (faceerase/model/onnx_model.py, export_onnx), so the file alone configures the page.
 
 const METADATA_PROPS = 14;
 

@@ -1,4 +1,4 @@
-// The face erasing pipeline of faceerase/pipeline.py (FaceEraser.predict and FaceEraser.postprocess): network
+// The face erasing pipeline of faceerase/erase/pipeline.py (FaceEraser.predict and FaceEraser.postprocess): network
 // passes at the model's input size and at its extra scales, combined by their pixel-wise maximum, then threshold,
 // mask clean-up, regions and anonymization. `settings` are the model's inference settings (snake_case keys, as
 // in inference.json).
@@ -63,7 +63,7 @@ export function postprocess(image, prob, settings, { thresholdMode = DEFAULT_THR
     anonymized: anonymize(image, mask, method, color) };
 }
 
-/** Pixel-wise maximum of the last `window` probability maps (faceerase.video.TemporalMax): a face missed in one
+/** Pixel-wise maximum of the last `window` probability maps (faceerase.media.video.TemporalMax): a face missed in one
  * camera frame does not flash. A map of another size restarts the window. */
 export class TemporalMax {
   constructor(window) {

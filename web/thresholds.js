@@ -1,5 +1,5 @@
 // Threshold strategies that turn a face-probability map into a mask (prob > threshold), as
-// faceerase/thresholds.py computes them (compute_threshold).
+// faceerase/erase/thresholds.py computes them (compute_threshold).
 
 import { THRESHOLD_MODES } from './constants.js';
 

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from faceerase.metadata import allowed_video_tags
-from faceerase.outputs import atomic_output, temp_path
-from faceerase.settings import EraseSettings
+from faceerase.media.metadata import allowed_video_tags
+from faceerase.media.outputs import atomic_output, temp_path
+from faceerase.model.settings import EraseSettings
 
 if TYPE_CHECKING:
-    from faceerase.pipeline import EraseResult, FaceEraser
+    from faceerase.erase.pipeline import EraseResult, FaceEraser
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
 # Containers an anonymized video keeps (anything else is written as .mp4), with the codec OpenCV writes them in when
@@ -47,7 +47,7 @@ _OPENCV_CODECS = {"mp4v": "mpeg4", "MJPG": "mjpeg"}  # their ffmpeg names, for t
 _MP4_FAMILY = frozenset({".mp4", ".mov", ".m4v"})
 DEFAULT_TEMPORAL_WINDOW = EraseSettings().temporal_window
 """Frames in the temporal maximum unless given: the default of :attr:`EraseSettings.temporal_window
-<faceerase.settings.EraseSettings.temporal_window>`."""
+<faceerase.model.settings.EraseSettings.temporal_window>`."""
 VIDEO_CODECS = ("libx264", "libx265")
 """The ffmpeg encoders of :class:`VideoOutput`: H.264 (plays everywhere) and H.265 (smaller files)."""
 DEFAULT_CRF = 20
@@ -337,7 +337,7 @@ class VideoSummary:
     warnings."""
 
     frames: int = 0
-    regions: list[list] = field(default_factory=list)  # faceerase.masks.Region per frame
+    regions: list[list] = field(default_factory=list)  # faceerase.erase.masks.Region per frame
     thresholds: list[float] = field(default_factory=list)
     # "none" (no audio track), "kept", "kept (re-encoded as AAC)", AUDIO_DROPPED, "dropped (why)" or "unknown (why)"
     audio: str = "none"
@@ -398,15 +398,14 @@ def write_anonymized_video(eraser: "FaceEraser", frames: Iterable[np.ndarray], d
     """Anonymize the RGB ``frames`` (:func:`anonymize_frames` with a ``temporal_window`` max) into the video
     ``destination`` at ``fps`` and the size of the first frame, atomically, encoded by ffmpeg as ``output`` says.
 
-    With ``audio_source`` its audio tracks are kept or dropped as ``output.audio`` says (``summary.audio``): copied,
-    or re-encoded as AAC when their codec cannot be copied into the output's container. With ``keep_metadata`` the
-    tags of :data:`faceerase.metadata.VIDEO_TAGS` of ``audio_source`` are written; other metadata never is. Without
-    ffmpeg on PATH, OpenCV writes the frames (``summary.warnings`` says so) and the audio is dropped or unknown, as
-    ``summary.audio`` says. When ffmpeg cannot write the file (a full disk, an unknown encoder, an undecodable
-    audio track) it is a :class:`VideoError`. The finished file is decoded again before it replaces
-    ``destination``: when fewer frames come back than were written it is a :class:`VideoError`; so are a stream
-    with no frame and a frame of another size. After any error nothing is left behind. ``on_frame(1)`` is called
-    after each frame (progress bars).
+    With ``audio_source`` its audio tracks are kept or dropped as ``output.audio`` says (``summary.audio``): copied, or
+    re-encoded as AAC when their codec cannot be copied into the output's container. With ``keep_metadata`` the tags of
+    :data:`faceerase.media.metadata.VIDEO_TAGS` of ``audio_source`` are written; other metadata never is. Without ffmpeg
+    on PATH, OpenCV writes the frames (``summary.warnings`` says so) and the audio is dropped or unknown, as
+    ``summary.audio`` says. When ffmpeg cannot write the file (a full disk, an unknown encoder, an undecodable audio
+    track) it is a :class:`VideoError`. The finished file is decoded again before it replaces ``destination``: when
+    fewer frames come back than were written it is a :class:`VideoError`; so are a stream with no frame and a frame of
+    another size. After any error nothing is left behind. ``on_frame(1)`` is called after each frame (progress bars).
     """
     with atomic_output(destination) as tmp:
         recipe = _recipe(output, audio_source, destination, keep_metadata)

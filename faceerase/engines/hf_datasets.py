@@ -1,6 +1,6 @@
 """Anonymize the images of a Hugging Face ``datasets.Dataset``: every face erased, every row audited, no row lost.
 
-:func:`anonymize_dataset` runs :class:`~faceerase.pipeline.FaceEraser` over an ``Image`` column with
+:func:`anonymize_dataset` runs :class:`~faceerase.erase.pipeline.FaceEraser` over an ``Image`` column with
 ``Dataset.map`` and adds the audit columns of :data:`AUDIT_COLUMNS`. Privacy comes first:
 
 - A row whose image cannot be erased (corrupt, truncated, empty, over the pixel limit, missing, of several frames
@@ -34,12 +34,13 @@ import huggingface_hub
 import numpy as np
 from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
-from faceerase.batch import ANONYMIZED, Plan, Skip, file_kind, scan_folder
-from faceerase.images import (IMAGE_EXTENSIONS, InvalidImageError, check_single_frame, default_max_pixels,
-                              encode_image, load_image)
-from faceerase.masks import Region
-from faceerase.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
-from faceerase.pipeline import EraseResult, EraserSpec, FaceEraser
+from faceerase.engines.files import ANONYMIZED, Plan, Skip, file_kind, scan_folder
+from faceerase.erase.masks import Region
+from faceerase.erase.pipeline import EraseResult, EraserSpec, FaceEraser
+from faceerase.media.images import (IMAGE_EXTENSIONS, InvalidImageError, check_single_frame, default_max_pixels,
+                                    encode_image, load_image)
+from faceerase.media.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
+from faceerase.model.loading import is_local_source
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +98,16 @@ def anonymize_dataset(
 
     Args:
         dataset: a dataset (or dataset dict) whose ``image_column`` is an ``Image`` feature.
-        model: a model folder or Hub repo id, as :class:`~faceerase.pipeline.FaceEraser` loads it (None: the
+        model: a model folder or Hub repo id, as :class:`~faceerase.erase.pipeline.FaceEraser` loads it (None: the
             embedded model). Each worker process loads it once (see ``num_proc``), so it is a name, not a model.
         revision: Hub revision of ``model``.
         max_pixels: images of more pixels fail before they are decoded (default:
-            :func:`~faceerase.images.default_max_pixels`).
+            :func:`~faceerase.media.images.default_max_pixels`).
         num_proc: worker processes of ``Dataset.map`` (None: this process). Each worker loads the model once,
             keeps it for all its batches, runs torch on one thread and onnxruntime on its share of the cores
             (``threads`` overrides it).
-        **eraser_options: :class:`~faceerase.pipeline.FaceEraser`'s keyword arguments: ``settings`` (an
-            :class:`~faceerase.settings.EraseSettings`) and the fields that override it (``input_size``,
+        **eraser_options: :class:`~faceerase.erase.pipeline.FaceEraser`'s keyword arguments: ``settings`` (an
+            :class:`~faceerase.model.settings.EraseSettings`) and the fields that override it (``input_size``,
             ``threshold_mode``, ``method``, ``dilation``...), ``device``, ``backend``, ``batch_size``...; settings
             left out come from the model's ``inference.json``. ``batch_size`` (default 8) is also the number of
             rows per map batch.
@@ -114,7 +115,7 @@ def anonymize_dataset(
     Returns:
         A new dataset with the same rows in the same order, the other columns untouched, the images anonymized
         (RGB, re-encoded without metadata or path; None for failed rows) and the :data:`AUDIT_COLUMNS` added.
-        The counts of anonymized and failed rows are logged (logger ``faceerase.hf_datasets``);
+        The counts of anonymized and failed rows are logged (logger ``faceerase.engines.hf_datasets``);
         :func:`status_counts` returns them.
 
     Raises:
@@ -132,8 +133,8 @@ def anonymize_dataset(
     for name, split in splits.items():
         _check_columns(split, image_column, f"split {name!r}" if isinstance(dataset, datasets.DatasetDict)
                        else "the dataset")
-    job = _Job.create(image_column, model, revision, max_pixels, num_proc, eraser_options)
-    done = {name: job.run(split, name) for name, split in splits.items()}
+    row_eraser = _RowEraser.create(image_column, model, revision, max_pixels, num_proc, eraser_options)
+    done = {name: row_eraser.run(split, name) for name, split in splits.items()}
     return datasets.DatasetDict(done) if isinstance(dataset, datasets.DatasetDict) else done.popitem()[1]
 
 
@@ -167,7 +168,7 @@ _CALLER_PIDS: set[int] = set()
 
 def _eraser_for(spec: EraserSpec) -> FaceEraser:
     """The eraser of ``spec`` in this process; its model loads on the first batch a process sees, then comes from
-    the cache of loaded models (:func:`faceerase.runners.load`, which keeps a process's models apart from those
+    the cache of loaded models (:func:`faceerase.model.runners.load`, which keeps a process's models apart from those
     a forked worker inherits)."""
     if os.getpid() not in _CALLER_PIDS and "torch" in sys.modules:
         # A worker. Forked after its parent ran torch, it would hang in its first multi-threaded torch operation
@@ -178,7 +179,7 @@ def _eraser_for(spec: EraserSpec) -> FaceEraser:
 
 
 @dataclass(frozen=True)
-class _Job:
+class _RowEraser:
     """The map function: a batch of ``Image(decode=False)`` values in, anonymized images and audit columns out.
     Small to pickle, and part of ``map``'s cache fingerprint (the weights' fingerprint in ``spec`` makes a changed
     model folder miss the cache)."""
@@ -191,7 +192,7 @@ class _Job:
 
     @classmethod
     def create(cls, image_column: str, model: str | Path | None, revision: str | None, max_pixels: int | None,
-               num_proc: int | None, options: dict[str, Any]) -> _Job:
+               num_proc: int | None, options: dict[str, Any]) -> _RowEraser:
         """Build the eraser here once, to fail early and fingerprint the model's weights, which every worker's
         eraser must have. In this process (``num_proc`` None or 0) the map runs on its model; otherwise it is
         built on the CPU only to check the options, and each worker builds its own (a forked worker cannot use
@@ -315,7 +316,7 @@ def open_source(source: str | Path, split: str | None = None, *, config: str | N
     Hugging Face Hub dataset id (``config`` and ``revision`` select its configuration and revision). ``split`` may
     be left out when the source has a single split.
 
-    A folder is seen as ``faceerase anonymize`` sees it (:func:`faceerase.batch.scan_folder`): its images become
+    A folder is seen as ``faceerase anonymize`` sees it (:func:`faceerase.engines.files.scan_folder`): its images become
     the rows, read with the ``imagefolder`` builder (split subfolders, and a ``metadata.csv`` or ``.jsonl`` for
     extra columns); every other entry is left out, skipped or failed with why: hidden entries and other file
     types are skipped, HEIC and other unreadable images, videos and images the builder placed in no split fail,
@@ -330,7 +331,9 @@ def open_source(source: str | Path, split: str | None = None, *, config: str | N
             says which splits it has).
     """
     path = Path(source).expanduser()
-    if path.exists():
+    if is_local_source(source):
+        if not path.exists():
+            raise DatasetError(f"no such folder: {path}")
         if config is not None or revision is not None:
             raise DatasetError(f"config and revision select a Hub dataset's files; {path} is a local folder")
         if not path.is_dir():
@@ -340,8 +343,6 @@ def open_source(source: str | Path, split: str | None = None, *, config: str | N
                 (path / datasets.config.DATASET_STATE_JSON_FILENAME).is_file():
             return Source(_saved_split(path, split), Plan())
         return _folder_source(path, split, cache_dir)
-    if str(source).startswith(("/", ".", "~")) or str(source).endswith("/") or str(source).count("/") > 1:
-        raise DatasetError(f"no such folder: {path}")
     return Source(_hub_split(str(source), split, config, revision, cache_dir), Plan())
 
 

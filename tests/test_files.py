@@ -1,4 +1,5 @@
-"""faceerase.batch: planning inputs, one file into an audit record, the report; on real photos, videos and bad files."""
+"""faceerase.engines.files: planning inputs, one file into an audit record, the report; on real photos, videos and
+bad files."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceerase.batch import (UP_TO_DATE, AuditReport, Job, JobOptions, PlanError, Skip, failure_record,
-                             file_kind, is_input_or_output, is_up_to_date, plan, process_job, record_context,
-                             skip_record)
-from faceerase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, FaceEraser
-from faceerase.video import count_frames, probe_video
+from faceerase.engines.files import (UP_TO_DATE, AuditReport, FileJob, JobOptions, PlanError, Skip, failure_record,
+                                     file_kind, is_input_or_output, is_up_to_date, plan, process_job, record_context,
+                                     skip_record)
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, WEIGHTS_NAME, FaceEraser
+from faceerase.media.video import count_frames, probe_video
 from fixtures_app import REPO, write_video
 
 EXAMPLES = REPO / "faceerase" / "examples"
@@ -46,7 +47,7 @@ def photo(folder: Path, name: str = "astronaut.jpg", as_name: str | None = None)
     return Path(shutil.copy(EXAMPLES / name, folder / (as_name or name)))
 
 
-def job_for(source: Path, out: Path) -> Job:
+def job_for(source: Path, out: Path) -> FileJob:
     [job] = plan([source], out).jobs
     return job
 
@@ -71,9 +72,9 @@ def test_plan_mirrors_a_folder_and_accounts_for_every_entry(tmp_path):
     (src / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
     (src / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
     todo = plan([src], out)
-    assert todo.jobs == [Job(src / "astronaut.jpg", out / "astronaut.jpg", "image"),
-                         Job(src / "trip/clip.webm", out / "trip/clip.mp4", "video"),  # OpenCV writes no WebM
-                         Job(src / "trip/coffee.jpg", out / "trip/coffee.jpg", "image")]
+    assert todo.jobs == [FileJob(src / "astronaut.jpg", out / "astronaut.jpg", "image"),
+                         FileJob(src / "trip/clip.webm", out / "trip/clip.mp4", "video"),  # OpenCV writes no WebM
+                         FileJob(src / "trip/coffee.jpg", out / "trip/coffee.jpg", "image")]
     assert [(s.path.name, s.message) for s in todo.skips] == [
         (".cache", "hidden folder"), (".hidden.jpg", "hidden file"), ("elsewhere", "link to a folder (not followed)"),
         ("gone.jpg", "broken link"), ("notes.txt", "not an image or video (.txt)")]
@@ -90,7 +91,7 @@ def test_plan_of_several_inputs_and_of_missing_ones(tmp_path):
     assert [job.destination for job in todo.jobs] == [tmp_path / "o/x/astronaut.jpg", tmp_path / "o/y/astronaut.jpg",
                                                       tmp_path / "o/coffee.jpg"]
     assert todo.problems == [(tmp_path / "empty", "empty folder"), (tmp_path / "nope.png", "no such file or folder")]
-    assert plan([single], tmp_path / "new.png").jobs == [Job(single, tmp_path / "new.png", "image")]
+    assert plan([single], tmp_path / "new.png").jobs == [FileJob(single, tmp_path / "new.png", "image")]
 
 
 @pytest.mark.parametrize(("inputs", "out", "message"), [
@@ -119,7 +120,7 @@ def test_is_input_or_output_sees_through_links(tmp_path):
 
 def test_jobs_and_options_reject_bad_values():
     with pytest.raises(ValueError, match="unknown job kind 'audio'"):
-        Job(Path("a.wav"), Path("b.wav"), "audio")
+        FileJob(Path("a.wav"), Path("b.wav"), "audio")
     with pytest.raises(ValueError, match="max_pixels must be a positive"):
         JobOptions(max_pixels=0)
 
@@ -220,7 +221,7 @@ def test_a_file_replaced_by_a_named_pipe_after_planning_fails_without_being_open
     source = tmp_path / ("clip.mp4" if kind == "video" else "photo.jpg")
     os.mkfifo(source)  # opening it would wait for a writer for ever
     with writers_after(source, seconds=10):
-        record = process_job(eraser, Job(source, tmp_path / "out" / source.name, kind), JobOptions(), {})
+        record = process_job(eraser, FileJob(source, tmp_path / "out" / source.name, kind), JobOptions(), {})
     assert record["status"] == "failed" and record["error"] == "not a regular file (named pipe)"
     assert not (tmp_path / "out").exists()
 
@@ -237,7 +238,7 @@ def test_plan_fails_special_files_it_is_given_and_skips_those_it_finds(tmp_path)
 def test_an_output_that_cannot_be_written_fails_the_file(eraser, tmp_path):
     source = photo(tmp_path)
     (tmp_path / "out").write_text("a file where the output folder should be")
-    record = process_job(eraser, Job(source, tmp_path / "out/astronaut.jpg", "image"), JobOptions(), {})
+    record = process_job(eraser, FileJob(source, tmp_path / "out/astronaut.jpg", "image"), JobOptions(), {})
     assert record["status"] == "failed" and f"File exists: '{tmp_path / 'out'}'" in record["error"]
 
 
@@ -288,7 +289,7 @@ def test_keep_metadata_keeps_allowed_exif_of_a_real_photo(eraser, tmp_path):
     exif.get_ifd(0x8825).update({1: "N", 2: (28.0, 34.0, 0.0)})  # GPS
     Image.open(EXAMPLES / "astronaut.jpg").save(source, exif=exif.tobytes())
     for keep, expected in ((False, {}), (True, {0x010F: "FaceCam", 0x8298: "NASA"})):
-        job = Job(source, tmp_path / f"{keep}.jpg", "image")
+        job = FileJob(source, tmp_path / f"{keep}.jpg", "image")
         assert process_job(eraser, job, JobOptions(keep_metadata=keep), {})["status"] == "anonymized"
         with Image.open(job.destination) as image:
             assert dict(image.getexif()) == expected and not image.getexif().get_ifd(0x8825)

@@ -1,7 +1,7 @@
 """Training loop for FaceEraseUNet on WIDER FACE (single process, or DDP under torchrun).
 
 Data comes from a WIDER FACE source (local folder / Hub id) or a pack file and is decoded once, held on
-the device and augmented there in batches (:mod:`faceerase.augment`). Under ``torchrun`` (``WORLD_SIZE`` >
+the device and augmented there in batches (:mod:`faceerase.training.augment`). Under ``torchrun`` (``WORLD_SIZE`` >
 1) every rank draws its own batches with a rank-seeded generator; gradients are averaged by DDP and only
 rank 0 validates and writes. Outputs in ``out_dir``: ``metrics.jsonl``, ``ckpt.pt`` (model, optimizer,
 step) and ``best/`` (``save_pretrained`` folder + model card).
@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
 from tqdm.auto import tqdm
 
-from faceerase.augment import CropSampler
-from faceerase.data import pixel_bounds
-from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE, face_coverage
-from faceerase.hub import load_model, select_device
-from faceerase.model import PRESETS, FaceEraseUNet, preset_encoder, to_grayscale
-from faceerase.modelcard import write_model_card
-from faceerase.pack import LABEL_BACKGROUND, LABEL_FACE, PackedImages, load_image_set, load_negatives, pack_images
+from faceerase.model.loading import load_model, select_device
+from faceerase.model.network import PRESETS, FaceEraseUNet, preset_encoder, to_grayscale
+from faceerase.training.augment import CropSampler
+from faceerase.training.card import write_model_card
+from faceerase.training.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE, face_coverage
+from faceerase.training.pack import load_image_set, load_negatives
+from faceerase.training.padded import LABEL_BACKGROUND, LABEL_FACE, PaddedImages, pad_images
+from faceerase.training.widerface import pixel_bounds
 
 LOSSES = ("bce_dice", "seed")
 BEST_METRICS = ("val_iou", "val_dice", "val_face_recall", "val_face_recall_16px")
@@ -182,27 +183,27 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore: torch.
 
 
 @torch.no_grad()
-def validate(model: FaceEraseUNet, packed: PackedImages, *, batch_size: int = 8, autocast=nullcontext) -> dict:
+def validate(model: FaceEraseUNet, padded: PaddedImages, *, batch_size: int = 8, autocast=nullcontext) -> dict:
     """Pixel IoU/Dice of the mask at probability 0.5 with the targets (ignore regions left out) on full (padded)
-    validation images, and face recall as :mod:`faceerase.evaluation` counts it (faces not marked invalid, covered
-    at its :data:`~faceerase.evaluation.COVERAGE_THRESHOLD`), over all faces and large ones."""
+    validation images, and face recall as :mod:`faceerase.training.evaluation` counts it (faces not marked invalid,
+    covered at its :data:`~faceerase.training.evaluation.COVERAGE_THRESHOLD`), over all faces and large ones."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=packed.images.device)  # inter, union, pred, target
-    sizes = packed.sizes.tolist()
+    sums = torch.zeros(4, dtype=torch.float64, device=padded.images.device)  # inter, union, pred, target
+    sizes = padded.sizes.tolist()
     covered, large = [], []
-    for start in range(0, len(packed), batch_size):
-        images = packed.images[start:start + batch_size].float() / 255
+    for start in range(0, len(padded), batch_size):
+        images = padded.images[start:start + batch_size].float() / 255
         if model.in_channels == 1:
             images = to_grayscale(images)
         with autocast():
             pred = model(images).float() > 0
         for i, mask in enumerate(pred[:, 0].cpu().numpy(), start):
-            (h, w), boxes = sizes[i], packed.boxes[i][~packed.invalid[i]]
+            (h, w), boxes = sizes[i], padded.boxes[i][~padded.invalid[i]]
             covered.append(face_coverage(mask[:h, :w], boxes) >= COVERAGE_THRESHOLD)
             x0, y0, x1, y1 = pixel_bounds(boxes, h, w).T
             large.append(np.minimum(x1 - x0, y1 - y0) >= LARGE_FACE_SIDE)
-        labels = packed.labels[start:start + batch_size]
+        labels = padded.labels[start:start + batch_size]
         valid = (labels == LABEL_BACKGROUND) | (labels == LABEL_FACE)
         target = labels == LABEL_FACE
         pred &= valid
@@ -215,7 +216,7 @@ def validate(model: FaceEraseUNet, packed: PackedImages, *, batch_size: int = 8,
         "val_dice": 2 * inter / max(pred_sum + target_sum, 1),
         "val_face_recall": float(covered.mean()) if covered.size else 0.0,
         "val_face_recall_16px": float(covered[large].mean()) if large.any() else 0.0,
-        "val_images": len(packed),
+        "val_images": len(padded),
         "val_faces": len(covered),
     }
 
@@ -249,7 +250,7 @@ def build_model(config: TrainConfig) -> FaceEraseUNet:
     settings, which belong to the weights it had: calibrate the fine-tuned model again), else its untrained preset
     with ``model_overrides``, its encoder initialised from ``encoder_weights`` when given, else from its default
     pretrained weights when ``config.pretrained`` and it declares any (built with the parameters they need).
-    Raises :class:`~faceerase.hub.ModelLoadError` when ``init_from`` does not load."""
+    Raises :class:`~faceerase.model.loading.ModelLoadError` when ``init_from`` does not load."""
     if config.init_from is not None:
         model = load_model(config.init_from, device="cpu")
         model.inference_settings = model.name_or_path = model.revision = None  # a new model from here on
@@ -317,8 +318,8 @@ def _load_checkpoint(config: TrainConfig, path: Path, device: torch.device, mast
     return None
 
 
-def _training_data(config: TrainConfig, device: torch.device) -> tuple[PackedImages, torch.Tensor | None, int, int]:
-    """The training images (with the negatives, if any) packed on ``device``, their sampling weights (None:
+def _training_data(config: TrainConfig, device: torch.device) -> tuple[PaddedImages, torch.Tensor | None, int, int]:
+    """The training images (with the negatives, if any) padded on ``device``, their sampling weights (None:
     uniform; else negatives drawn at ``negative_fraction``), and the number of WIDER FACE images and faces."""
     train_set = load_image_set(config.data, config.train_split, long_side=config.input_size,
                                workers=config.workers)
@@ -330,15 +331,15 @@ def _training_data(config: TrainConfig, device: torch.device) -> tuple[PackedIma
         train_set = train_set + negatives
         weights = torch.tensor([(1 - config.negative_fraction) / n_train] * n_train
                                + [config.negative_fraction / n_neg] * n_neg)
-    return pack_images(train_set, shape=config.target_shape, device=device), weights, n_train, n_faces
+    return pad_images(train_set, shape=config.target_shape, device=device), weights, n_train, n_faces
 
 
-def _validation_data(config: TrainConfig, device: torch.device, size_divisor: int) -> PackedImages:
-    """The validation images (the first ``val_limit``) packed on ``device``, padded to ``size_divisor``."""
+def _validation_data(config: TrainConfig, device: torch.device, size_divisor: int) -> PaddedImages:
+    """The validation images (the first ``val_limit``) on ``device``, padded to ``size_divisor``."""
     val_set = load_image_set(config.data, config.val_split, long_side=config.input_size, workers=config.workers)
     if config.val_limit:
         val_set = val_set.head(config.val_limit)
-    return pack_images(val_set, shape=config.target_shape, multiple=size_divisor, device=device)
+    return pad_images(val_set, shape=config.target_shape, multiple=size_divisor, device=device)
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

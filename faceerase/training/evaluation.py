@@ -20,13 +20,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from faceerase.data import as_boxes, face_masks, invalid_flags, load_wider_face, pixel_bounds
-from faceerase.masks import check_mask
+from faceerase.erase.masks import check_mask
+from faceerase.training.widerface import as_boxes, face_masks, invalid_flags, load_wider_face, pixel_bounds
 
 if TYPE_CHECKING:
     import datasets
 
-    from faceerase.pipeline import FaceEraser
+    from faceerase.erase.pipeline import FaceEraser
 
 DIFFICULTIES = ("easy", "medium", "hard")
 COVERAGE_THRESHOLD = 0.5
@@ -142,7 +142,7 @@ def score_image(mask: np.ndarray, faces: Mapping[str, Any], stem: str | None = N
     Returns ``covered`` / ``faces`` counts for ``all`` valid faces, for the valid faces at least
     ``min_height`` pixels high (group :func:`height_group`) when given, and for each difficulty whose list
     has this image, ``collateral`` (all faces, invalid included, count as faces), and the pixel-IoU
-    ``intersection`` / ``union`` with the box ground truth of :func:`faceerase.data.face_masks` (invalid
+    ``intersection`` / ``union`` with the box ground truth of :func:`faceerase.training.widerface.face_masks` (invalid
     faces are ignored).
     """
     boxes = as_boxes(faces["bbox"])
@@ -222,7 +222,7 @@ def evaluate_masks(mask_fn: MaskFn, dataset: "datasets.Dataset | Iterable[Mappin
 def evaluate(eraser: "FaceEraser", dataset: "datasets.Dataset | Iterable[Mapping[str, Any]]", *,
              difficulty_lists: Mapping[str, Mapping[str, list[int]]] | None = None,
              limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run a :class:`~faceerase.pipeline.FaceEraser` on each example and score its final masks.
+    """Run a :class:`~faceerase.erase.pipeline.FaceEraser` on each example and score its final masks.
 
     Each image goes through ``eraser.predict`` (the network, timed on its own as
     ``s_network_per_image``) and ``eraser.postprocess`` (threshold, mask, anonymization);

@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceerase.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame, load_image_with_alpha,
-                              write_image)
-from faceerase.metadata import allowed_exif
-from faceerase.video import VIDEO_EXTENSIONS, VideoOutput, anonymize_video, output_suffix
+from faceerase.media.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame,
+                                    load_image_with_alpha, write_image)
+from faceerase.media.metadata import allowed_exif
+from faceerase.media.video import VIDEO_EXTENSIONS, VideoOutput, anonymize_video, output_suffix
 
 if TYPE_CHECKING:
-    from faceerase.masks import Region
-    from faceerase.pipeline import FaceEraser
+    from faceerase.erase.masks import Region
+    from faceerase.erase.pipeline import FaceEraser
 
 KINDS = ("image", "video")
 ANONYMIZED = "anonymized"
@@ -47,7 +47,7 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
-class Job:
+class FileJob:
     """One input file and where its anonymized copy goes."""
 
     source: Path
@@ -77,7 +77,7 @@ class Skip:
 class Plan:
     """Every input a run sees: files to anonymize, files skipped with a reason, inputs failed up front."""
 
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[FileJob] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -88,9 +88,9 @@ class JobOptions:
     window of videos among them).
 
     ``max_pixels``: images of more pixels fail before they are decoded (None: the default of
-    :func:`faceerase.images.load_image`). ``keep_metadata``: keep the allow-listed metadata of
-    :mod:`faceerase.metadata` (else none). ``resume``: skip jobs whose output is up to date (:func:`is_up_to_date`).
-    ``video``: how videos are encoded (codec, quality, audio kept or dropped).
+    :func:`faceerase.media.images.load_image`). ``keep_metadata``: keep the allow-listed metadata of
+    :mod:`faceerase.media.metadata` (else none). ``resume``: skip jobs whose output is up to date
+    (:func:`is_up_to_date`). ``video``: how videos are encoded (codec, quality, audio kept or dropped).
     """
 
     keep_metadata: bool = False
@@ -137,14 +137,14 @@ def _not_regular(kind: str) -> str:
     return f"{NOT_REGULAR} ({kind})"
 
 
-def _job(source: Path, destination: Path) -> Job:
+def _job(source: Path, destination: Path) -> FileJob:
     kind = file_kind(source)
     assert kind is not None  # callers plan only images and videos
     if file_kind(destination) != kind:
         raise PlanError(f"output {destination} must be {'an' if kind == 'image' else 'a'} {kind} like {source}")
     if kind == "video":
         destination = destination.with_suffix(output_suffix(destination))
-    return Job(source, destination, kind)
+    return FileJob(source, destination, kind)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -265,7 +265,7 @@ def is_input_or_output(path: Path, paths: Sequence[Path], todo: Plan) -> bool:
 
 # --------------------------------------------------------------------------- one file
 
-def is_up_to_date(job: Job) -> bool:
+def is_up_to_date(job: FileJob) -> bool:
     """Whether ``job``'s output exists and is not older than its input (resuming skips it)."""
     try:
         return job.destination.stat().st_mtime_ns >= job.source.stat().st_mtime_ns
@@ -279,7 +279,7 @@ def record_context(eraser: "FaceEraser", model: Mapping[str, Any]) -> dict[str, 
     return {"model": dict(model), "settings": eraser.settings.to_dict()}
 
 
-def process_job(eraser: "FaceEraser", job: Job, options: JobOptions, context: Mapping[str, Any], *,
+def process_job(eraser: "FaceEraser", job: FileJob, options: JobOptions, context: Mapping[str, Any], *,
                 on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Anonymize ``job``'s file into its destination, written atomically, and return its audit record.
 
@@ -330,7 +330,7 @@ def _regions(regions: list["Region"]) -> list[dict[str, Any]]:
              "mean_score": round(float(r.mean_score), 4)} for r in regions]
 
 
-def _erase_image(eraser: "FaceEraser", job: Job, options: JobOptions) -> dict[str, Any]:
+def _erase_image(eraser: "FaceEraser", job: FileJob, options: JobOptions) -> dict[str, Any]:
     check_single_frame(job.source)
     pixels, alpha = load_image_with_alpha(job.source, max_pixels=options.max_pixels)
     result = eraser(pixels)
@@ -340,7 +340,7 @@ def _erase_image(eraser: "FaceEraser", job: Job, options: JobOptions) -> dict[st
             "n_regions": len(result.regions)}
 
 
-def _erase_video(eraser: "FaceEraser", job: Job, options: JobOptions,
+def _erase_video(eraser: "FaceEraser", job: FileJob, options: JobOptions,
                  on_frame: Callable[[int], None] | None) -> dict[str, Any]:
     summary = anonymize_video(eraser, job.source, job.destination, temporal_window=eraser.settings.temporal_window,
                               batch_size=eraser.batch_size, output=options.video, keep_metadata=options.keep_metadata,

@@ -12,12 +12,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from faceerase.model import LUMA_WEIGHTS, to_grayscale
-from faceerase.pack import LABEL_FACE, LABEL_IGNORE, LABEL_OUTSIDE, PackedImages
+from faceerase.model.network import LUMA_WEIGHTS, to_grayscale
+from faceerase.training.padded import LABEL_FACE, LABEL_IGNORE, LABEL_OUTSIDE, PaddedImages
 
 
 class CropSampler:
-    """Draws augmented training crops from a :class:`PackedImages`, all on its device.
+    """Draws augmented training crops from a :class:`PaddedImages`, all on its device.
 
     Each call returns ``(images, target, ignore)``: float images (B, in_channels, S, S) in [0, 1], float
     target (B, 1, S, S) in {0, 1} and a bool ignore map (B, 1, S, S) covering ignore regions and everything
@@ -27,30 +27,30 @@ class CropSampler:
     (grayscale with probability ``grayscale_p``).
     """
 
-    def __init__(self, packed: PackedImages, *, crop_size: int = 256, scale_range: tuple[float, float] = (0.4, 2.5),
+    def __init__(self, padded: PaddedImages, *, crop_size: int = 256, scale_range: tuple[float, float] = (0.4, 2.5),
                  flip: bool = True, jitter: float = 0.3, grayscale_p: float = 0.1, in_channels: int = 3,
                  weights: torch.Tensor | None = None, seed: int = 0):
-        self.packed = packed
-        self.weights = None if weights is None else weights.to(packed.images.device, torch.float)
+        self.padded = padded
+        self.weights = None if weights is None else weights.to(padded.images.device, torch.float)
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.flip = flip
         self.jitter = jitter
         self.grayscale_p = grayscale_p
         self.in_channels = in_channels
-        self.device = packed.images.device
+        self.device = padded.images.device
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
     def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=self.generator, device=self.device)
 
     def _thetas(self, index: torch.Tensor) -> torch.Tensor:
-        """Affine matrices (B, 2, 3) mapping normalized crop coordinates to normalized packed coordinates."""
+        """Affine matrices (B, 2, 3) mapping normalized crop coordinates to normalized padded coordinates."""
         b, c = index.shape[0], self.crop_size
-        _, _, height, width = self.packed.images.shape
+        _, _, height, width = self.padded.images.shape
         lo, hi = self.scale_range
         scale = torch.exp(self._uniform(b, math.log(lo), math.log(hi)))
-        size = self.packed.sizes[index].to(scale.dtype) * scale[:, None]  # scaled (h, w)
+        size = self.padded.sizes[index].to(scale.dtype) * scale[:, None]  # scaled (h, w)
         # Crop origin in scaled pixels: anywhere that keeps crop and image overlapping as much as possible.
         low = torch.minimum(size - c, torch.zeros_like(size))
         high = torch.maximum(size - c, torch.zeros_like(size))
@@ -84,14 +84,14 @@ class CropSampler:
     @torch.no_grad()
     def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.weights is None:
-            index = torch.randint(len(self.packed), (batch_size,), generator=self.generator, device=self.device)
+            index = torch.randint(len(self.padded), (batch_size,), generator=self.generator, device=self.device)
         else:
             index = torch.multinomial(self.weights, batch_size, replacement=True, generator=self.generator)
         theta = self._thetas(index)
         grid = F.affine_grid(theta, [batch_size, 1, self.crop_size, self.crop_size], align_corners=False)
-        images = F.grid_sample(self.packed.images[index].float(), grid, mode="bilinear",
+        images = F.grid_sample(self.padded.images[index].float(), grid, mode="bilinear",
                                padding_mode="zeros", align_corners=False)
-        labels = F.grid_sample(self.packed.labels[index].float(), grid, mode="nearest",
+        labels = F.grid_sample(self.padded.labels[index].float(), grid, mode="nearest",
                                padding_mode="zeros", align_corners=False).round_().to(torch.uint8)
         images = images.div_(255).clamp_(0, 1)
         if self.jitter or self.grayscale_p:

@@ -1,9 +1,9 @@
 """The FaceErase U-Net: encoder + U-Net decoder + segmentation head, loadable from the Hugging Face Hub.
 
-The model is built from parts (:mod:`faceerase.encoders`, :mod:`faceerase.decoder`); ``config.json`` names the
-encoder and its parameters, so :meth:`FaceEraseUNet.from_pretrained` rebuilds whichever architecture was saved.
-Building from a config never needs pretrained weights: only :meth:`FaceEraseUNet.load_encoder_weights` (training
-from ImageNet or CenterFace initialisation) does.
+The model is built from parts (:mod:`faceerase.model.encoders`, :mod:`faceerase.model.decoder`); ``config.json`` names
+the encoder and its parameters, so :meth:`FaceEraseUNet.from_pretrained` rebuilds whichever architecture was saved.
+Building from a config never needs pretrained weights: only :meth:`FaceEraseUNet.load_encoder_weights` (training from
+ImageNet or CenterFace initialisation) does.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from huggingface_hub import PyTorchModelHubMixin
 from safetensors.torch import load_model as load_safetensors
 from torch import nn
 
-from faceerase.decoder import UNetDecoder
-from faceerase.encoders import Encoder, build_encoder, encoder_class
-from faceerase.fingerprint import weights_sha256
-from faceerase.hub import WEIGHTS_NAME, read_settings
-from faceerase.images import LUMA_WEIGHTS
-from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings, warn_defaults
+from faceerase.media.images import LUMA_WEIGHTS
+from faceerase.model.decoder import UNetDecoder
+from faceerase.model.encoders import Encoder, build_encoder, encoder_class
+from faceerase.model.fingerprint import weights_sha256
+from faceerase.model.loading import WEIGHTS_NAME, read_settings
+from faceerase.model.settings import DEFAULT_SETTINGS, InferenceSettings, warn_defaults
 
 DEFAULT_ENCODER = "plain"
 
@@ -52,7 +52,7 @@ class FaceEraseUNet(
     """U-Net that maps an image to per-pixel face logits of the same size.
 
     Args:
-        encoder: a name in :data:`faceerase.encoders.ENCODERS` (``plain`` or ``mobilenet_v2``); the encoder
+        encoder: a name in :data:`faceerase.model.encoders.ENCODERS` (``plain`` or ``mobilenet_v2``); the encoder
             declares its input channels and normalization.
         decoder_channels: output channels of each decoder block, deep to shallow; None mirrors a ``plain``
             encoder's widths down to its first level (the original U-Net).
@@ -72,7 +72,7 @@ class FaceEraseUNet(
     ``save_pretrained`` writes them to ``inference.json`` and ``from_pretrained`` reads them back.
     """
 
-    #: How this model is best run; None until trained and calibrated (see :mod:`faceerase.settings`).
+    #: How this model is best run; None until trained and calibrated (see :mod:`faceerase.model.settings`).
     inference_settings: InferenceSettings | None = None
     #: The folder or Hub repo id (and revision) ``from_pretrained`` loaded this model from; None otherwise.
     name_or_path: str | None = None
@@ -107,7 +107,8 @@ class FaceEraseUNet(
 
     @property
     def settings(self) -> InferenceSettings:
-        """:attr:`inference_settings`, or :data:`~faceerase.settings.DEFAULT_SETTINGS` for a model without them."""
+        """:attr:`inference_settings`, or :data:`~faceerase.model.settings.DEFAULT_SETTINGS` for a model without
+        them."""
         return self.inference_settings or DEFAULT_SETTINGS
 
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -150,14 +151,14 @@ class FaceEraseUNet(
         return self.decoder.output_stride
 
     def weights_sha256(self) -> str:
-        """Fingerprint of the weights (:func:`faceerase.fingerprint.weights_sha256` of the state dict)."""
+        """Fingerprint of the weights (:func:`faceerase.model.fingerprint.weights_sha256` of the state dict)."""
         return weights_sha256({name: t.detach().cpu().numpy() for name, t in self.state_dict().items()})
 
     def load_encoder_weights(self, weights: str | Path | None = None) -> None:
         """Initialise the encoder from pretrained weights it declares (:attr:`Encoder.pretrained
-        <faceerase.encoders.Encoder.pretrained>`): its default ones (None), those named ``weights`` (from the
+        <faceerase.model.encoders.Encoder.pretrained>`): its default ones (None), those named ``weights`` (from the
         installed file) or the file ``weights``; see :meth:`Encoder.load_pretrained
-        <faceerase.encoders.Encoder.load_pretrained>`.
+        <faceerase.model.encoders.Encoder.load_pretrained>`.
 
         Raises:
             ValueError: the encoder has no such weights or was built without the parameters they need, the weights
@@ -187,9 +188,9 @@ class FaceEraseUNet(
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """Face probabilities (B, H, W), on the device of ``images``, for float images (B, 1 or 3, H, W) in
-        [0, 1] of any size: :func:`faceerase.runners.predict_proba` with this model's
-        :class:`~faceerase.runners.TorchRunner` (the images are prepared on the CPU, as for every runner)."""
-        from faceerase.runners import TorchRunner, predict_proba
+        [0, 1] of any size: :func:`faceerase.model.runners.predict_proba` with this model's
+        :class:`~faceerase.model.runners.TorchRunner` (the images are prepared on the CPU, as for every runner)."""
+        from faceerase.model.runners import TorchRunner, predict_proba
 
         probabilities = predict_proba(TorchRunner(self), images.detach().float().cpu().numpy())
         return torch.from_numpy(probabilities).to(images.device)

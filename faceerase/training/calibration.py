@@ -19,7 +19,7 @@ with the algorithm and the candidate grid: the same inputs give the same choice.
 ``faceerase calibrate`` (and :class:`CalibrationConfig`'s fields).
 
 The network runs once per image and scale; every candidate is scored on the same probability maps, with the
-metrics of :mod:`faceerase.evaluation` (box coverage, collateral).
+metrics of :mod:`faceerase.training.evaluation` (box coverage, collateral).
 
     python scripts/make_negatives.py --pets ../shared/negatives/images --out negatives
     faceerase calibrate hub --data ../shared/widerface --negatives negatives/calibration --write
@@ -39,15 +39,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from faceerase.data import as_boxes, invalid_flags, load_wider_face
-from faceerase.evaluation import COLLATERAL_GROWTH, COVERAGE_THRESHOLD, box_mask, face_coverage
-from faceerase.geometry import network_long_side
-from faceerase.images import load_image
-from faceerase.masks import refine_mask
-from faceerase.outputs import markdown_table
-from faceerase.pipeline import FaceEraser
-from faceerase.settings import InferenceSettings
-from faceerase.thresholds import compute_threshold
+from faceerase.erase.geometry import network_long_side
+from faceerase.erase.masks import refine_mask
+from faceerase.erase.pipeline import FaceEraser
+from faceerase.erase.thresholds import compute_threshold
+from faceerase.media.images import load_image
+from faceerase.media.outputs import markdown_table
+from faceerase.model.settings import InferenceSettings
+from faceerase.training.evaluation import COLLATERAL_GROWTH, COVERAGE_THRESHOLD, box_mask, face_coverage
+from faceerase.training.widerface import as_boxes, invalid_flags, load_wider_face
 
 #: The candidate sets of extra passes, by the name the options give them.
 SCALE_SETS: dict[str, tuple[float, ...]] = {"none": (), "0.5": (0.5,), "0.5+0.25": (0.5, 0.25)}
@@ -280,8 +280,8 @@ def calibrate(model: str | Path, data: str | Path, negatives: str | Path,
     Raises:
         ValueError: ``negatives`` holds no photo, or the train images picked hold no valid face at least
             ``config.min_face_height`` high.
-        faceerase.hub.ModelLoadError: the model does not load.
-        FileNotFoundError: ``data`` is no WIDER FACE folder (see :func:`~faceerase.data.load_wider_face`).
+        faceerase.model.loading.ModelLoadError: the model does not load.
+        FileNotFoundError: ``data`` is no WIDER FACE folder (see :func:`~faceerase.training.widerface.load_wider_face`).
     """
     photos = face_less_photos(negatives)
     rng = np.random.default_rng(SEED)

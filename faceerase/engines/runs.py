@@ -1,9 +1,9 @@
 """What every engine of the ``anonymize`` command shares: the accounting of a run (the audit report written by the
 driver alone, the summary counting every input).
 
-The local engine (:mod:`faceerase.cli`) and the Ray engine (:mod:`faceerase.ray_engine`) differ only in where
-:func:`faceerase.batch.process_job` runs; both build their erasers from one
-:class:`~faceerase.pipeline.EraserSpec` and pass the records through :func:`account_for`.
+The local engine (:mod:`faceerase.cli`) and the Ray engine (:mod:`faceerase.engines.ray_engine`) differ only in where
+:func:`faceerase.engines.files.process_job` runs; both build their erasers from one
+:class:`~faceerase.erase.pipeline.EraserSpec` and pass the records through :func:`account_for`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from faceerase.batch import ANONYMIZED, AuditReport, Plan, failure_record, skip_record
+from faceerase.engines.files import ANONYMIZED, AuditReport, Plan, failure_record, skip_record
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The driver (the process that calls :func:`anonymize_with_ray`, or ``faceerase anonymize --engine ray``) plans the
 run as the local engine does, removes stale temporary files, and sends the jobs (paths only, as rows of
 :func:`ray.data.from_items`) to ``map_batches`` with :class:`EraseFiles`, a callable class: each actor builds the
-eraser once and runs :func:`faceerase.batch.process_job` on its rows, which reads each input where it lies and
+eraser once and runs :func:`faceerase.engines.files.process_job` on its rows, which reads each input where it lies and
 writes its output atomically. The audit records stream back to the driver, which alone counts them and writes
 the report. Inputs and outputs must therefore be at the same absolute paths on the driver and on every node
 (shared storage); the paths are made absolute before planning.
@@ -26,11 +26,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from faceerase.batch import (AuditReport, Job, JobOptions, PlanError, failure_record, is_input_or_output, plan,
-                             process_job, record_context)
-from faceerase.outputs import remove_stale_temp_files
-from faceerase.pipeline import EraserSpec
-from faceerase.runs import RunSummary, account_for
+from faceerase.engines.files import (AuditReport, FileJob, JobOptions, PlanError, failure_record, is_input_or_output,
+                                     plan, process_job, record_context)
+from faceerase.engines.runs import RunSummary, account_for
+from faceerase.erase.pipeline import EraserSpec
+from faceerase.media.outputs import remove_stale_temp_files
+from faceerase.model.loading import is_local_source
 
 INSTALL_HINT = "pip install 'faceerase[ray]'"
 MAX_BLOCKS = 4096
@@ -58,9 +59,9 @@ def require_ray() -> ModuleType:
 
 class EraseFiles:
     """A Ray Data callable class (``map_batches(EraseFiles, fn_constructor_args=(eraser_args, options))``): each
-    actor builds the eraser of ``eraser_args`` (an :class:`~faceerase.pipeline.EraserSpec`) once; each row
-    (``source``, ``destination``, ``kind``: a :class:`~faceerase.batch.Job`) is anonymized by
-    :func:`~faceerase.batch.process_job` into the column ``record``, the audit record as JSON text (records of
+    actor builds the eraser of ``eraser_args`` (an :class:`~faceerase.erase.pipeline.EraserSpec`) once; each row
+    (``source``, ``destination``, ``kind``: a :class:`~faceerase.engines.files.FileJob`) is anonymized by
+    :func:`~faceerase.engines.files.process_job` into the column ``record``, the audit record as JSON text (records of
     images, videos and failures have different fields)."""
 
     def __init__(self, eraser_args: EraserSpec, options: JobOptions):
@@ -71,7 +72,7 @@ class EraseFiles:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         """The records of the batch's jobs; a file that cannot be anonymized gives a failed record."""
         columns = zip(batch["source"], batch["destination"], batch["kind"], strict=True)
-        jobs = [Job(Path(source), Path(destination), str(kind)) for source, destination, kind in columns]
+        jobs = [FileJob(Path(source), Path(destination), str(kind)) for source, destination, kind in columns]
         return {"record": [json.dumps(process_job(self.eraser, job, self.options, self.context)) for job in jobs]}
 
 
@@ -84,8 +85,8 @@ def anonymize_with_ray(paths: Sequence[str | Path], out: str | Path, *, eraser_a
     Planning, outputs, ``options.resume`` and the JSON Lines ``report`` (appended to when resuming) are the
     command's; every input is counted in the returned summary and has a record in the report (in the order the
     files finish), and ``on_record`` sees each record. See :func:`ray_records` for ``actors``, the resources of
-    each actor and ``address``. Raises :class:`~faceerase.batch.PlanError` for inputs and outputs (or a report)
-    that cannot be run as given, :class:`~faceerase.hub.ModelLoadError` when the model does not load,
+    each actor and ``address``. Raises :class:`~faceerase.engines.files.PlanError` for inputs and outputs (or a report)
+    that cannot be run as given, :class:`~faceerase.model.loading.ModelLoadError` when the model does not load,
     :class:`RayUnavailableError` without Ray, :class:`ValueError` for settings Ray cannot run and
     :class:`ConnectionError` for a cluster it cannot reach.
     """
@@ -104,7 +105,7 @@ def anonymize_with_ray(paths: Sequence[str | Path], out: str | Path, *, eraser_a
 
 
 @contextlib.contextmanager
-def ray_records(jobs: Sequence[Job], eraser_args: EraserSpec, options: JobOptions, *, actors: int = 2,
+def ray_records(jobs: Sequence[FileJob], eraser_args: EraserSpec, options: JobOptions, *, actors: int = 2,
                 num_cpus_per_actor: float = 1.0, num_gpus_per_actor: float = 0.0,
                 address: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
     """Run ``jobs`` (absolute paths) on a pool of ``actors`` Ray actors; yields an iterator of their audit
@@ -116,7 +117,7 @@ def ray_records(jobs: Sequence[Job], eraser_args: EraserSpec, options: JobOption
     ``"ray://HEAD:10001"``: a remote cluster through Ray Client); None starts a local Ray with enough CPUs for
     the actors, unless this process is connected to Ray already: that connection is used and left open. A Ray
     this function started is shut down on exit. Before any file, one Ray task with an actor's resources loads
-    the model: :class:`~faceerase.hub.ModelLoadError` when it does not load. An unreachable ``HOST:PORT`` is a
+    the model: :class:`~faceerase.model.loading.ModelLoadError` when it does not load. An unreachable ``HOST:PORT`` is a
     :class:`ConnectionError`. Ray's progress bars and INFO logs are off, and so are the logs of its workers
     (the records carry the errors of files); Ray's own errors are raised. An actor that crashes (say, on a file that
     crashes its decoder) is not restarted: the run ends with Ray's error, and ``--resume`` continues it.
@@ -149,8 +150,8 @@ def _actor_eraser_args(eraser_args: EraserSpec, num_gpus: float, num_cpus: float
     GPU actor, the CPU otherwise, with onnxruntime on as many threads as the actor has CPUs (not every core of
     the node, which the node's other actors share)."""
     model = eraser_args.model
-    if model is not None and Path(model).exists():
-        model = str(Path(model).absolute())
+    if model is not None and is_local_source(model):
+        model = str(Path(model).expanduser().absolute())
     device = eraser_args.device
     if num_gpus:
         if eraser_args.backend == "onnx":
@@ -216,7 +217,7 @@ def _connection(ray: ModuleType, address: str | None, cpus: int) -> Iterator[boo
 def _load_error(eraser_args: EraserSpec) -> tuple[bool, str] | None:
     """Why the eraser of ``eraser_args`` cannot be built: (whether the model does not load, else a setting is
     refused; the message). None when it can."""
-    from faceerase.hub import ModelLoadError
+    from faceerase.model.loading import ModelLoadError
 
     try:
         eraser_args.build()
@@ -230,7 +231,7 @@ def _load_error(eraser_args: EraserSpec) -> tuple[bool, str] | None:
 def _check_model(ray: ModuleType, eraser_args: EraserSpec, resources: dict[str, float]) -> None:
     """Load the model once in a Ray task with an actor's resources: a model that does not load fails here,
     before any file is touched, instead of killing every actor."""
-    from faceerase.hub import ModelLoadError
+    from faceerase.model.loading import ModelLoadError
 
     error = ray.get(ray.remote(_load_error).options(**resources).remote(eraser_args))
     if error is not None:
@@ -238,7 +239,7 @@ def _check_model(ray: ModuleType, eraser_args: EraserSpec, resources: dict[str, 
         raise ModelLoadError(message) if model_error else ValueError(message)
 
 
-def _records(ray: ModuleType, jobs: Sequence[Job], eraser_args: EraserSpec, options: JobOptions, actors: int,
+def _records(ray: ModuleType, jobs: Sequence[FileJob], eraser_args: EraserSpec, options: JobOptions, actors: int,
              resources: dict[str, float]) -> Iterator[dict[str, Any]]:
     rows = [{"source": str(job.source), "destination": str(job.destination), "kind": job.kind} for job in jobs]
     # max_restarts=0: by default Ray Data restarts a crashed actor and retries its batch for ever, so a file that

@@ -10,31 +10,26 @@ long side, with their boxes rescaled, so training runs where ``datasets`` is not
 - ``meta``: a JSON string (``format``, ``splits``, ``long_side``, ``quality``, ``source``).
 
 Both sources decode to the same :class:`ImageSet`, so training has one code path after decoding;
-:func:`pack_images` then pads an image set into device tensors with per-pixel labels (:class:`PackedImages`), the
-form that augmentation (:mod:`faceerase.augment`) and validation read.
+:func:`faceerase.training.padded.pad_images` then turns an image set into device tensors.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from faceerase.data import face_masks, load_wider_face
-from faceerase.geometry import network_long_side, resize_long_side
-from faceerase.images import load_image
-from faceerase.outputs import atomic_output
+from faceerase.erase.geometry import network_long_side, resize_long_side
+from faceerase.media.images import load_image
+from faceerase.media.outputs import atomic_output
+from faceerase.training.widerface import load_wider_face
 
 PACK_FORMAT = "faceerase-pack-1"
-# Label map values: outside the image (padding), background, face, ignore region.
-LABEL_OUTSIDE, LABEL_BACKGROUND, LABEL_FACE, LABEL_IGNORE = 0, 1, 2, 3
 
 
 @dataclass
@@ -69,7 +64,7 @@ def is_pack(source: str | Path) -> bool:
 
 def fit_long_side(image: np.ndarray, boxes: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Downscale ``image`` so its long side is at most ``long_side`` (the network's long side for that input size,
-    :func:`~faceerase.geometry.network_long_side`, never upscaled; None keeps the image); boxes follow."""
+    :func:`~faceerase.erase.geometry.network_long_side`, never upscaled; None keeps the image); boxes follow."""
     h, w = image.shape[:2]
     resized = resize_long_side(image, network_long_side(h, w, long_side or 0))
     if resized is image:
@@ -186,46 +181,3 @@ def write_pack(path: str | Path, source: str | Path, splits: tuple[str, ...] = (
     with atomic_output(path) as tmp, open(tmp, "wb") as file:  # a file object: np.savez adds no ".npz"
         np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
     return meta
-
-
-@dataclass
-class PackedImages:
-    """Images padded into one tensor with their label maps, and their face boxes.
-
-    ``images`` uint8 (N, 3, H, W); ``labels`` uint8 (N, 1, H, W) with the ``LABEL_*`` values; ``sizes`` long
-    (N, 2) (height, width) of each image, all on one device; ``boxes`` float32 (F, 4) ``[x, y, w, h]`` and
-    ``invalid`` bool (F,) per image, as in the :class:`ImageSet`, on the host.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    sizes: torch.Tensor
-    boxes: list[np.ndarray]
-    invalid: list[np.ndarray]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def pack_images(image_set: ImageSet, *, shape: str = "box", multiple: int = 1,
-                device: str | torch.device = "cpu") -> PackedImages:
-    """Pad an :class:`ImageSet` into a :class:`PackedImages` on ``device`` (sides rounded up to ``multiple``),
-    labelled by :func:`~faceerase.data.face_masks` with target ``shape``."""
-    if not len(image_set):
-        raise ValueError("empty image set")
-    height = math.ceil(max(im.shape[0] for im in image_set.images) / multiple) * multiple
-    width = math.ceil(max(im.shape[1] for im in image_set.images) / multiple) * multiple
-    n = len(image_set)
-    images = torch.zeros((n, 3, height, width), dtype=torch.uint8)
-    labels = torch.zeros((n, 1, height, width), dtype=torch.uint8)
-    for i, (image, boxes, invalid) in enumerate(zip(image_set.images, image_set.boxes, image_set.invalid, strict=True)):
-        h, w = image.shape[:2]
-        # contiguous and writable (a copy for read-only decoded arrays: torch warns about those)
-        images[i, :, :h, :w] = torch.from_numpy(np.require(image, requirements=("C", "W"))).permute(2, 0, 1)
-        target, ignore = face_masks({"bbox": boxes, "invalid": invalid}, h, w, shape)
-        label = LABEL_BACKGROUND + target * (LABEL_FACE - LABEL_BACKGROUND)
-        label[ignore] = LABEL_IGNORE
-        labels[i, 0, :h, :w] = torch.from_numpy(label)
-    sizes = torch.tensor([im.shape[:2] for im in image_set.images], dtype=torch.long)
-    return PackedImages(images.to(device), labels.to(device), sizes.to(device), list(image_set.boxes),
-                        list(image_set.invalid))

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from faceerase.outputs import atomic_directory, remove_stale_temp_files
+from faceerase.media.outputs import atomic_directory, remove_stale_temp_files
+from faceerase.model.loading import is_local_source
 
 if TYPE_CHECKING:
     import datasets
@@ -194,11 +195,11 @@ def load_wider_face(source: str | Path = DEFAULT_SOURCE, split: str = "train", *
     """
     import datasets
 
-    path = Path(source)
-    if path.is_dir():
+    if is_local_source(source):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"WIDER FACE folder not found: {source}")
         return _load_local(path, split, Path(cache_dir) if cache_dir else None)
-    if path.is_absolute() or str(source).startswith((".", "~")) or str(source).count("/") > 1:
-        raise FileNotFoundError(f"WIDER FACE folder not found: {source}")
     dataset = datasets.load_dataset(str(source), split=split, revision=revision or PARQUET_REVISION,
                                     cache_dir=str(cache_dir) if cache_dir else None)
     decoded = dataset.cast_column("image", datasets.Image(decode=False))

@@ -4,7 +4,7 @@ The exported graph maps float images (B, C, H, W) in [0, 1], H and W multiples o
 height and width dynamic), to face probabilities (B, H, W). The model's config, size divisor, input channels and
 inference settings travel in the file's metadata (``faceerase.*`` keys), so a runner needs nothing else; so do
 the fingerprint of the weights it was exported from and that of the tensors the graph holds
-(:mod:`faceerase.fingerprint`), which the runner checks before it runs anything.
+(:mod:`faceerase.model.fingerprint`), which the runner checks before it runs anything.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceerase.fingerprint import onnx_weights_sha256
-from faceerase.hub import ModelLoadError, OnnxUnavailableError
-from faceerase.runners import predict_proba
-from faceerase.settings import DEFAULT_SETTINGS, InferenceSettings
+from faceerase.model.fingerprint import onnx_weights_sha256
+from faceerase.model.loading import ModelLoadError, OnnxUnavailableError
+from faceerase.model.runners import predict_proba
+from faceerase.model.settings import DEFAULT_SETTINGS, InferenceSettings
 
 if TYPE_CHECKING:
     import onnx
 
 OPSET = 17
 GRAPH_FINGERPRINT = "faceerase.onnx_weights_sha256"
-"""Metadata key of :func:`~faceerase.fingerprint.onnx_weights_sha256` of the exported graph."""
+"""Metadata key of :func:`~faceerase.model.fingerprint.onnx_weights_sha256` of the exported graph."""
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
@@ -59,7 +59,7 @@ class OnnxExportError(RuntimeError):
 
 
 def export_onnx(model, path: str | Path | None = None, *, opset: int = OPSET) -> bytes:
-    """Export ``model`` (a :class:`~faceerase.model.FaceEraseUNet`) to ONNX; returns the file's bytes and writes
+    """Export ``model`` (a :class:`~faceerase.model.network.FaceEraseUNet`) to ONNX; returns the file's bytes and writes
     them to ``path`` when given.
 
     Raises:
@@ -123,8 +123,8 @@ def _stdout_silenced():
 class OnnxFaceModel:
     """Runs an exported FaceErase model with onnxruntime; needs neither torch nor the weights file.
 
-    It is a :class:`~faceerase.runners.Runner` and offers what :class:`~faceerase.pipeline.FaceEraser` uses of a
-    model (:attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
+    It is a :class:`~faceerase.model.runners.Runner` and offers what :class:`~faceerase.erase.pipeline.FaceEraser` uses
+    of a model (:attr:`settings`, :meth:`weights_sha256`, :attr:`name_or_path`), so an eraser can run on it alone.
 
     Args:
         source: path of a ``.onnx`` file written by :func:`export_onnx`, or its bytes.
@@ -139,7 +139,7 @@ class OnnxFaceModel:
         ModelLoadError: its weights are not those it was exported with (the file was edited).
     """
 
-    #: The folder or Hub repo id (and revision) :func:`~faceerase.hub.load_onnx_model` loaded it from.
+    #: The folder or Hub repo id (and revision) :func:`~faceerase.model.loading.load_onnx_model` loaded it from.
     name_or_path: str | None = None
     revision: str | None = None
 
@@ -168,21 +168,21 @@ class OnnxFaceModel:
 
     @property
     def settings(self) -> InferenceSettings:
-        """:attr:`inference_settings`, or :data:`~faceerase.settings.DEFAULT_SETTINGS` when the file has none."""
+        """:attr:`inference_settings`, or :data:`~faceerase.model.settings.DEFAULT_SETTINGS` when the file has none."""
         return self.inference_settings or DEFAULT_SETTINGS
 
     def weights_sha256(self) -> str | None:
-        """Fingerprint of the weights it was exported from (:mod:`faceerase.fingerprint`), from its metadata."""
+        """Fingerprint of the weights it was exported from (:mod:`faceerase.model.fingerprint`), from its metadata."""
         return self._weights_sha256
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Face probabilities (B, H, W) of a prepared batch (B, :attr:`in_channels`, H, W), H and W multiples of
-        :attr:`size_divisor` (the :class:`~faceerase.runners.Runner` protocol)."""
+        :attr:`size_divisor` (the :class:`~faceerase.model.runners.Runner` protocol)."""
         return self.session.run(None, {"images": images})[0]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Face probabilities (B, H, W) for float32 images (B, 1 or 3, H, W) in [0, 1] of any size, prepared as
-        for every runner (:func:`faceerase.runners.predict_proba`)."""
+        for every runner (:func:`faceerase.model.runners.predict_proba`)."""
         return predict_proba(self, images)
 
 

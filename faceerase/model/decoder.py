@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceerase.encoders import ConvBlock
+from faceerase.model.encoders import ConvBlock
 
 UPSAMPLE_MODES = ("transpose", "nearest")
 

@@ -2,9 +2,9 @@
 set about erasing (:class:`EraseSettings`, the one settings type of the library, the CLI, the app, Ray and
 ``datasets``).
 
-The calibrated settings belong to the weights (a model trained at another scale wants another input size; a
-sharper model wants another threshold floor), so they live in the model folder as ``inference.json``, written by
-``faceerase calibrate`` (:mod:`faceerase.calibration`) from *train* images. A model folder without the file runs with
+The calibrated settings belong to the weights (a model trained at another scale wants another input size; a sharper
+model wants another threshold floor), so they live in the model folder as ``inference.json``, written by ``faceerase
+calibrate`` (:mod:`faceerase.training.calibration`) from *train* images. A model folder without the file runs with
 :data:`DEFAULT_SETTINGS` (a warning says so once).
 
 An :class:`EraseSettings` holds every user-visible setting. Its calibrated fields (those of
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from faceerase.anonymize import BLUR_SIGMA_FRACTION, DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, check_strengths
-from faceerase.images import MIN_SIDE
-from faceerase.masks import MASK_SHAPES
-from faceerase.thresholds import AUTO_CEILING, AUTO_FLOOR, THRESHOLD_MODES
+from faceerase.erase.fill import BLUR_SIGMA_FRACTION, DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, check_strengths
+from faceerase.erase.masks import MASK_SHAPES
+from faceerase.erase.thresholds import AUTO_CEILING, AUTO_FLOOR, THRESHOLD_MODES
+from faceerase.media.images import MIN_SIDE
 
 SETTINGS_NAME = "inference.json"
 GROUPS = ("network", "threshold", "mask", "fill", "video")
@@ -144,7 +144,7 @@ class EraseSettings:
     """Every user-visible setting of erasing, immutable and picklable.
 
     The calibrated fields (those of :class:`InferenceSettings`) default to None: the model's value, filled in by
-    :meth:`resolved`; an eraser's :attr:`~faceerase.pipeline.FaceEraser.settings` are resolved. Every value is
+    :meth:`resolved`; an eraser's :attr:`~faceerase.erase.pipeline.FaceEraser.settings` are resolved. Every value is
     checked here, at construction (:class:`ValueError` says which and why). ``to_dict`` gives the JSON form the
     audit report records.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 THRESHOLD_MODES = ("auto", "seed", "fixed")
-AUTO_FLOOR = 0.3  # the defaults (also of faceerase.settings); a calibrated model carries its own
+AUTO_FLOOR = 0.3  # the defaults (also of faceerase.model.settings); a calibrated model carries its own
 AUTO_CEILING = 0.6
 
 

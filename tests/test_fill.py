@@ -1,4 +1,4 @@
-"""Every anonymizer on a synthetic face: mask pixels change substantially, the rest stays."""
+"""Every fill method on a synthetic face: mask pixels change substantially, the rest stays."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from faceerase.anonymize import DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, anonymize
-from faceerase.masks import shape_mask
-from faceerase.settings import EraseSettings
+from faceerase.erase.fill import DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, anonymize
+from faceerase.erase.masks import shape_mask
+from faceerase.model.settings import EraseSettings
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 folder; the embedded default model.
 
 A model folder holds ``config.json`` + ``model.safetensors`` (``FaceEraseUNet.save_pretrained``), optionally
-``inference.json`` (:mod:`faceerase.settings`), ``model.onnx`` (``faceerase export-onnx``) and ``README.md`` (the card).
-:func:`load_model` gives the PyTorch model; :func:`load_onnx_model` gives the ``model.onnx`` runner without
+``inference.json`` (:mod:`faceerase.model.settings`), ``model.onnx`` (``faceerase export-onnx``) and ``README.md`` (the
+card). :func:`load_model` gives the PyTorch model; :func:`load_onnx_model` gives the ``model.onnx`` runner without
 importing torch. torch is imported only by the functions that need it.
 """
 
@@ -24,14 +24,14 @@ from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, Local
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 
-from faceerase.fingerprint import file_weights_sha256
-from faceerase.settings import SETTINGS_NAME, InferenceSettings, warn_defaults
+from faceerase.model.fingerprint import file_weights_sha256
+from faceerase.model.settings import SETTINGS_NAME, InferenceSettings, warn_defaults
 
 if TYPE_CHECKING:
     import torch
 
-    from faceerase.model import FaceEraseUNet
-    from faceerase.onnx_model import OnnxFaceModel
+    from faceerase.model.network import FaceEraseUNet
+    from faceerase.model.onnx_model import OnnxFaceModel
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -41,13 +41,22 @@ ONNX_NAME = "model.onnx"
 def _embedded_model_dir() -> Path:
     """The checkout's ``hub/`` beside the package (a checkout or an editable install), else the copy of it that a
     wheel carries as package data (``faceerase/default_model/``, see pyproject.toml)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # faceerase/, above this subpackage
     checkout = package.parent / "hub"
     return checkout if (checkout / CONFIG_NAME).is_file() else package / "default_model"
 
 
 DEFAULT_MODEL_DIR = _embedded_model_dir()
 DEFAULT_REPO_ID = "faceerase/faceerase-unet"
+
+
+def is_local_source(source: str | Path) -> bool:
+    """Whether ``source`` names a local file or folder rather than a Hugging Face Hub repo id (a model's or a
+    dataset's): a ``Path``, an existing path, or text only a path can be: starting with ``.``, ``/``, ``~`` or
+    ``\\``, ending with a separator, or with more than one ``/`` (a Hub id is ``name`` or ``owner/name``)."""
+    text = str(source)
+    return (isinstance(source, Path) or Path(text).expanduser().exists() or text.startswith((".", "/", "~", "\\"))
+            or text.endswith(("/", "\\")) or text.count("/") > 1)
 
 
 class ModelLoadError(RuntimeError):
@@ -87,7 +96,7 @@ def load_model(
     :data:`DEFAULT_REPO_ID`. Raises :class:`ModelLoadError` with a one-line reason.
     """
     name_or_path = _default_source(name_or_path, WEIGHTS_NAME)
-    if _is_local(name_or_path):
+    if is_local_source(name_or_path):
         model = _load_local(Path(name_or_path).expanduser())
     else:
         model = _load_hub(str(name_or_path), revision)
@@ -99,7 +108,7 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
     """Load the ``model.onnx`` of a model folder or Hub repo as an onnxruntime runner, without torch.
 
     ``name_or_path`` and ``revision`` are as for :func:`load_model` (None: the embedded model); ``threads`` and
-    ``provider`` as for :class:`~faceerase.onnx_model.OnnxFaceModel`. The runner's
+    ``provider`` as for :class:`~faceerase.model.onnx_model.OnnxFaceModel`. The runner's
     settings are the ``inference.json`` beside the file when there is one (as :func:`load_model`'s are), else
     those embedded in the file. The weights the file holds must be those it was exported with, and when
     ``model.safetensors`` lies beside it, its fingerprint must be the one the file was exported from.
@@ -110,11 +119,11 @@ def load_onnx_model(name_or_path: str | Path | None = None, *, revision: str | N
         ModelLoadError: the folder or repo cannot be read, the file is not a FaceErase ONNX model, or its weights
             were edited after export.
     """
-    from faceerase.onnx_model import OnnxFaceModel
+    from faceerase.model.onnx_model import OnnxFaceModel
 
     source = _default_source(name_or_path, ONNX_NAME)
     where = str(source) + (f" (revision {revision})" if revision else "")
-    offline = None if _is_local(source) else _offline_reason()
+    offline = None if is_local_source(source) else _offline_reason()
     onnx_path = _model_file(source, ONNX_NAME, revision, offline)
     if onnx_path is None:
         raise OnnxUnavailableError(f"{where} has no {ONNX_NAME} (write one with `faceerase export-onnx {source}`)")
@@ -167,7 +176,7 @@ def _model_file(source: str | Path, name: str, revision: str | None, offline: st
     """Path of the file ``name`` of a model folder or Hub repo (downloaded, with ``download`` as more arguments of
     ``hf_hub_download``, or from the cache alone when ``offline`` says why the Hub cannot be reached), or None when
     it has none."""
-    if _is_local(source):
+    if is_local_source(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"no model folder at {folder}")
@@ -200,10 +209,6 @@ def _offline_reason() -> str | None:
     return None
 
 
-def _is_local(name_or_path: str | Path) -> bool:
-    text = str(name_or_path)
-    return (isinstance(name_or_path, Path) or Path(text).exists()
-            or text.startswith((".", "/", "~", "\\")) or text.endswith(("/", "\\")))
 
 
 def _load_local(folder: Path) -> FaceEraseUNet:
@@ -260,7 +265,7 @@ def _hub_errors(repo_id: str, revision: str | None, offline: str | None = None) 
 
 
 def _from_pretrained(name: str, where: str, **kwargs) -> FaceEraseUNet:
-    from faceerase.model import FaceEraseUNet
+    from faceerase.model.network import FaceEraseUNet
 
     try:
         return FaceEraseUNet.from_pretrained(name, strict=True, **kwargs)

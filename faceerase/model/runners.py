@@ -2,8 +2,8 @@
 onnxruntime implementations, the one preparation of images both share, and the one cache of loaded models.
 
 A :class:`Runner` takes float images (N, C, H, W) in [0, 1] whose sides are multiples of its ``size_divisor`` and
-returns probabilities (N, H, W): :class:`TorchRunner` runs a :class:`~faceerase.model.FaceEraseUNet`,
-:class:`~faceerase.onnx_model.OnnxFaceModel` its ONNX export. :func:`predict_proba` prepares images of any size
+returns probabilities (N, H, W): :class:`TorchRunner` runs a :class:`~faceerase.model.network.FaceEraseUNet`,
+:class:`~faceerase.model.onnx_model.OnnxFaceModel` its ONNX export. :func:`predict_proba` prepares images of any size
 for either (the channels the network takes, padding to the divisor, the probabilities cropped back);
 ``FaceEraseUNet.predict_proba`` and ``OnnxFaceModel.predict_proba`` are that function on their own runner.
 
@@ -31,16 +31,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from faceerase import hub
-from faceerase.geometry import padding_for
-from faceerase.hub import ModelLoadError, OnnxUnavailableError, load_model, load_onnx_model, select_device
-from faceerase.images import LUMA_WEIGHTS
+from faceerase.erase.geometry import padding_for
+from faceerase.media.images import LUMA_WEIGHTS
+from faceerase.model import loading
+from faceerase.model.loading import ModelLoadError, OnnxUnavailableError, load_model, load_onnx_model, select_device
 
 if TYPE_CHECKING:
     import torch
 
-    from faceerase.model import FaceEraseUNet
-    from faceerase.onnx_model import OnnxFaceModel
+    from faceerase.model.network import FaceEraseUNet
+    from faceerase.model.onnx_model import OnnxFaceModel
 
 BACKENDS = ("auto", "torch", "onnx")
 MAX_NAMED = 2
@@ -64,7 +64,7 @@ def predict_proba(runner: Runner, images: np.ndarray) -> np.ndarray:
     """Face probabilities (N, H, W) float32 of float images (N, 1 or 3, H, W) in [0, 1] of any size, the one
     preparation of every network input: RGB becomes luma for a grayscale network (a gray image is repeated for
     an RGB one), the batch is padded at the bottom and right to the runner's size divisor (mirrored, or the edge
-    repeated where the padding is not smaller than the image: :func:`~faceerase.geometry.padding_for`), and the
+    repeated where the padding is not smaller than the image: :func:`~faceerase.erase.geometry.padding_for`), and the
     probabilities are cropped back."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -81,7 +81,7 @@ def predict_proba(runner: Runner, images: np.ndarray) -> np.ndarray:
 
 
 class TorchRunner:
-    """A :class:`~faceerase.model.FaceEraseUNet` as a :class:`Runner`, on the device its weights are on."""
+    """A :class:`~faceerase.model.network.FaceEraseUNet` as a :class:`Runner`, on the device its weights are on."""
 
     def __init__(self, model: FaceEraseUNet):
         self.model = model
@@ -110,7 +110,7 @@ class LoadedModel:
 
     @cached_property
     def weights_sha256(self) -> str | None:
-        """The fingerprint of the weights (:mod:`faceerase.fingerprint`), computed once."""
+        """The fingerprint of the weights (:mod:`faceerase.model.fingerprint`), computed once."""
         return self.model.weights_sha256()
 
 
@@ -136,7 +136,7 @@ def load(model: FaceEraseUNet | OnnxFaceModel | str | Path | None = None, *, rev
         ValueError: an unknown backend or provider, or settings that do not go together.
         ModelLoadError: the model does not load.
     """
-    from faceerase.onnx_model import OnnxFaceModel, check_provider
+    from faceerase.model.onnx_model import OnnxFaceModel, check_provider
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -186,7 +186,7 @@ def _load_named(model: str | Path | None, revision: str | None, backend: str, de
 def _files_stamp(model: str | Path | None) -> tuple | None:
     """The name, time and size of each file of a local model folder (the embedded one for None), so that a changed
     folder is loaded again; None for a Hub repo id."""
-    folder = Path(model).expanduser() if model is not None else hub.DEFAULT_MODEL_DIR
+    folder = Path(model).expanduser() if model is not None else loading.DEFAULT_MODEL_DIR
     if not folder.is_dir():
         return None
     return tuple((path.name, stat.st_mtime_ns, stat.st_size) for path in sorted(folder.iterdir()) if path.is_file()
@@ -225,7 +225,7 @@ class _RunnerCache:
     def onnx_runner(self, model: FaceEraseUNet, threads: int | None, provider: str | None) -> OnnxFaceModel:
         """An onnxruntime runner for a PyTorch model: the ``model.onnx`` of the folder or repo it was loaded from
         when it was exported from these weights, else ``model`` exported now (once per model object)."""
-        from faceerase.onnx_model import OnnxFaceModel, export_onnx
+        from faceerase.model.onnx_model import OnnxFaceModel, export_onnx
 
         with self._lock:
             runners = self._onnx.setdefault(model, {})
@@ -257,7 +257,7 @@ def _installed(package: str) -> bool:
 def _auto_backend(model: object, device: str | torch.device | None) -> str:
     """``onnx`` when the network will run on the CPU and onnxruntime is installed, else ``torch``; torch is
     imported only to ask whether CUDA is there, and only when a GPU driver is (:func:`_gpu_driver_present`)."""
-    from faceerase.onnx_model import OnnxFaceModel
+    from faceerase.model.onnx_model import OnnxFaceModel
 
     if not _installed("onnxruntime"):
         return "torch"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCardData
 
-from faceerase.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE
-from faceerase.model import FaceEraseUNet
+from faceerase.model.network import FaceEraseUNet
+from faceerase.training.evaluation import COVERAGE_THRESHOLD, LARGE_FACE_SIDE
 
 DATASETS = ["CUHK-CSE/wider_face"]
 
@@ -31,7 +31,7 @@ def _format(value) -> str:
 
 def card_metadata() -> str:
     """The card's YAML front matter: licence, library, pipeline and tags as declared once, on
-    :class:`~faceerase.model.FaceEraseUNet`'s Hub mixin, plus the training datasets."""
+    :class:`~faceerase.model.network.FaceEraseUNet`'s Hub mixin, plus the training datasets."""
     data = FaceEraseUNet._hub_mixin_info.model_card_data.to_dict()
     return ModelCardData(**{**data, "datasets": DATASETS}).to_yaml()
 

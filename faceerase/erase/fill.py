@@ -14,14 +14,14 @@ import math
 import cv2
 import numpy as np
 
-from faceerase.masks import check_mask
+from faceerase.erase.masks import check_mask
 
 METHODS = ("fill", "inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid")
 """Anonymization methods. ``fill``: each region is filled from its border inwards with the distance-weighted colours
 around it, then blurred (the default, :data:`DEFAULT_METHOD`); ``inpaint_telea`` / ``inpaint_ns``: OpenCV's
 inpainting (the 2018 configuration used Telea's); ``blur``, ``mosaic``; ``solid``: one colour."""
 DEFAULT_METHOD = "fill"
-"""The method of :func:`anonymize` and of :class:`~faceerase.settings.EraseSettings` unless one is chosen."""
+"""The method of :func:`anonymize` and of :class:`~faceerase.model.settings.EraseSettings` unless one is chosen."""
 
 BLUR_SIGMA_FRACTION = 0.25
 """Default ``blur_strength``: the Gaussian sigma as a fraction of the region size (the blur spans the whole face)."""

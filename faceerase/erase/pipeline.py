@@ -1,10 +1,10 @@
 """End-to-end face erasing: load a model, predict face probabilities, threshold, mask, anonymize.
 
-:class:`FaceEraser` runs a model's :class:`~faceerase.runners.Runner` (loaded by :func:`faceerase.runners.load`)
-with one :class:`~faceerase.settings.EraseSettings`; :class:`EraserSpec` is how another process (a Ray actor, a
-``datasets`` worker) builds the same eraser. torch is imported only on the PyTorch backend: with
-``backend="onnx"`` and a model folder or repo that ships an up-to-date ``model.onnx``, erasing needs onnxruntime,
-OpenCV and numpy alone.
+:class:`FaceEraser` runs a model's :class:`~faceerase.model.runners.Runner` (loaded by
+:func:`faceerase.model.runners.load`) with one :class:`~faceerase.model.settings.EraseSettings`; :class:`EraserSpec` is
+how another process (a Ray actor, a ``datasets`` worker) builds the same eraser. torch is imported only on the PyTorch
+backend: with ``backend="onnx"`` and a model folder or repo that ships an up-to-date ``model.onnx``, erasing needs
+onnxruntime, OpenCV and numpy alone.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from faceerase.anonymize import anonymize
-from faceerase.geometry import network_long_side, resize_long_side
-from faceerase.hub import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
+from faceerase.erase.fill import anonymize
+from faceerase.erase.geometry import network_long_side, resize_long_side
+from faceerase.model.loading import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
     CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, OnnxUnavailableError,
     load_model, load_onnx_model, select_device)
-from faceerase.images import MIN_SIDE, ImageSource, load_image
-from faceerase.masks import Region, find_regions, refine_mask, shape_mask
-from faceerase.runners import load, predict_proba
-from faceerase.settings import EraseSettings
-from faceerase.thresholds import compute_threshold
+from faceerase.erase.masks import Region, find_regions, refine_mask, shape_mask
+from faceerase.erase.thresholds import compute_threshold
+from faceerase.media.images import MIN_SIDE, ImageSource, load_image
+from faceerase.model.runners import load, predict_proba
+from faceerase.model.settings import EraseSettings
 
 if TYPE_CHECKING:
     import torch
 
-    from faceerase.model import FaceEraseUNet
-    from faceerase.onnx_model import OnnxFaceModel
+    from faceerase.model.network import FaceEraseUNet
+    from faceerase.model.onnx_model import OnnxFaceModel
 
 
 @dataclass
@@ -53,19 +53,19 @@ class EraseResult:
 
 
 class FaceEraser:
-    """Find faces with a :class:`~faceerase.model.FaceEraseUNet` (or its ONNX export) and erase them.
+    """Find faces with a :class:`~faceerase.model.network.FaceEraseUNet` (or its ONNX export) and erase them.
 
     Args:
-        model: a model, an :class:`~faceerase.onnx_model.OnnxFaceModel`, a local folder or Hub repo id for
+        model: a model, an :class:`~faceerase.model.onnx_model.OnnxFaceModel`, a local folder or Hub repo id for
             :func:`load_model` / :func:`load_onnx_model`, or None (default: the embedded model).
-        settings: how to erase (:class:`~faceerase.settings.EraseSettings`); its calibrated settings left at None
-            come from the model's ``inference.json`` (else :data:`~faceerase.settings.DEFAULT_SETTINGS`).
+        settings: how to erase (:class:`~faceerase.model.settings.EraseSettings`); its calibrated settings left at None
+            come from the model's ``inference.json`` (else :data:`~faceerase.model.settings.DEFAULT_SETTINGS`).
         revision: Hub revision (branch, tag or commit) when ``model`` is a repo id.
         device, backend, threads, execution_provider: where and how the network runs: see
-            :func:`faceerase.runners.load` (``backend`` ``auto``, the default: onnxruntime on the CPU when it is
+            :func:`faceerase.model.runners.load` (``backend`` ``auto``, the default: onnxruntime on the CPU when it is
             installed, else PyTorch).
         batch_size: images per network pass (equal network input sizes are batched together).
-        **overrides: fields of :class:`~faceerase.settings.EraseSettings` (``input_size``, ``threshold_mode``,
+        **overrides: fields of :class:`~faceerase.model.settings.EraseSettings` (``input_size``, ``threshold_mode``,
             ``method``, ``dilation``, ...) replacing those of ``settings``; None leaves one as it is.
 
     Invalid settings raise :class:`ValueError` before the model loads. :attr:`settings` holds the resolved
@@ -83,7 +83,7 @@ class FaceEraser:
                             execution_provider=execution_provider)
         #: The model the eraser runs: a FaceEraseUNet, or an OnnxFaceModel on the torch-free path.
         self.model: FaceEraseUNet | OnnxFaceModel = self._loaded.model
-        #: Its network: a :class:`~faceerase.runners.Runner` (the model itself, or its ONNX export, on ``onnx``).
+        #: Its network: a :class:`~faceerase.model.runners.Runner` (the model itself, or its ONNX export, on ``onnx``).
         self.runner = self._loaded.runner
         #: ``torch`` or ``onnx``.
         self.backend: str = self._loaded.backend
@@ -203,7 +203,7 @@ class EraserSpec:
                 "batch_size": self.batch_size}
 
     def build(self) -> FaceEraser:
-        """The eraser (its model loaded once per process: :func:`faceerase.runners.load`).
+        """The eraser (its model loaded once per process: :func:`faceerase.model.runners.load`).
 
         Raises:
             ModelLoadError: the model does not load. ValueError: settings that do not go together.

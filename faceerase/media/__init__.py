@@ -1,0 +1,1 @@
+"""Files in and out: images, videos, their metadata, and atomic outputs."""
