@@ -18,6 +18,7 @@ import argparse
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -33,19 +34,40 @@ import cv2
 import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder
+from PIL import Image
 
 from faceerase.erase.fill import METHODS
 from faceerase.erase.masks import MASK_SHAPES
 from faceerase.erase.pipeline import FaceEraser, ModelLoadError, load_model
 from faceerase.erase.thresholds import THRESHOLD_MODES
-from faceerase.media.images import InvalidImageError, default_max_pixels, load_image
+from faceerase.media.images import InvalidImageError, default_max_pixels, load_image, write_image
 from faceerase.media.video import TemporalMax, anonymize_frames
 from faceerase.model.network import FaceEraseUNet
 from faceerase.model.settings import DEFAULT_SETTINGS, EraseSettings, format_setting, parse_setting, setting_kind
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "faceerase" / "examples"
-METHOD_LABELS = {"fill": "Fill (from the border)", "inpaint_telea": "Inpaint (Telea)",
-                 "inpaint_ns": "Inpaint (Navier-Stokes)", "blur": "Blur", "mosaic": "Mosaic", "solid": "Solid fill"}
+MODE_WORDS = {
+    "auto": "finds the cut-off between faces and background in each photo, kept within this model's range "
+            "{floor:g}-{ceiling:g}, so a photo without faces stays as it is (recommended)",
+    "seed": "always covers the most face-like part of the photo, even in a photo without faces (the rule of the "
+            "original 2018 version)",
+    "fixed": "you set the cut-off with the slider: lower covers more, higher covers less"}
+"""Each threshold mode in plain words, shown next to the control (``{floor}`` and ``{ceiling}``: the auto range)."""
+METHOD_WORDS = {
+    "fill": ("Fill (from the border)", "paints each face over with the colours around it, then softens it"),
+    "inpaint_telea": ("Inpaint (Telea)", "rebuilds each face from the pixels around it, quickly"),
+    "inpaint_ns": ("Inpaint (Navier-Stokes)", "rebuilds each face from the pixels around it, more smoothly"),
+    "blur": ("Blur", "blurs each face; its strength is under More settings"),
+    "mosaic": ("Mosaic", "turns each face into large squares; their number is under More settings"),
+    "solid": ("Solid fill", "covers each face with one colour, set under More settings")}
+"""Each method the page offers: its label and what it does in plain words, shown next to the control."""
+NOT_IN_APP = {"replace_with"}
+"""Settings the page does not offer: ``replace_with`` names a file on the server, which users must not read."""
+PAGE_METHODS = tuple(m for m in METHODS if m != "image")
+"""The methods the page offers: all but ``image``, whose picture is the ``replace_with`` file."""
+DOWNLOAD_EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+"""The anonymized image's extension, hence its format, by the PIL format of the upload (a phone's JPEG with extra
+images opens as MPO); any other upload gives a PNG."""
 API_NAMES = {"mode": "threshold_mode", "fixed": "threshold_value", "shape": "mask_shape"}
 """The ``/erase`` endpoint's names of three settings (kept from before the settings had one type); every other
 input of an endpoint is named as its setting."""
@@ -53,11 +75,12 @@ OWN_CONTROLS = {"threshold_mode", "threshold_value", "method", "dilation", "mask
                 "live_input_size", "temporal_window"}
 """The settings with controls of their own on the page (in the image tab, the first six; in the webcam tab, the
 method and the last two)."""
-MORE_CONTROLS = tuple(f.name for f in fields(EraseSettings) if f.name not in OWN_CONTROLS)
+MORE_CONTROLS = tuple(f.name for f in fields(EraseSettings) if f.name not in OWN_CONTROLS | NOT_IN_APP)
 """Every other setting: one control each, made from its field, under the image tab's "More settings"."""
 CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, all sessions together
 SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's temporary folder
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
+HIST_LEFT, HIST_RIGHT, THRESHOLD_RGB = 44, 10, (220, 30, 30)  # the histogram's margins (px), its threshold line
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -152,25 +175,42 @@ def mask_layer(mask: np.ndarray) -> np.ndarray:
 
 
 def histogram(prob: np.ndarray, threshold: float, width: int = 480, height: int = 200) -> np.ndarray:
-    """Log-scaled histogram of probabilities (100 bins over [0, 1]) with the threshold as a red line."""
+    """Histogram of probabilities (100 bins over [0, 1]) on a log count axis, ticked at each power of ten, with
+    the threshold as a red line; bars are log(1 + count) high, so a bin of one pixel still shows."""
     counts, _ = np.histogram(prob, bins=100, range=(0.0, 1.0))
     canvas = np.full((height, width, 3), 255, np.uint8)
-    left, top, bottom = 10, 40, height - 24
-    plot_w = width - 2 * left
-    text = dict(fontFace=cv2.FONT_HERSHEY_SIMPLEX, fontScale=0.45, thickness=1, lineType=cv2.LINE_AA)
-    cv2.putText(canvas, "face probability histogram (log counts)", (left, 16), color=(0, 0, 0), **text)
-    bars = np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)
-    for i, value in enumerate(bars):
-        x0, x1 = left + i * plot_w // 100, left + (i + 1) * plot_w // 100 - 1
-        cv2.rectangle(canvas, (x0, bottom - int(value * (bottom - top))), (x1, bottom), (70, 110, 200), -1)
+    left, top, bottom = HIST_LEFT, 40, height - 24
+    plot_w = width - HIST_LEFT - HIST_RIGHT
+    text = dict(fontFace=cv2.FONT_HERSHEY_SIMPLEX, fontScale=0.4, thickness=1, lineType=cv2.LINE_AA)
+    cv2.putText(canvas, "pixels per probability (log scale)", (left, 16), color=(0, 0, 0), **text)
+    decades = max(1, int(np.ceil(np.log10(max(counts.max(), 1)))))  # the axis reaches 10**decades
+    scale = (bottom - top) / np.log10(1 + 10.0 ** decades)
+
+    def y_of(count: float) -> int:
+        return bottom - int(round(np.log10(1 + count) * scale))
+
+    for power in range(decades + 1):
+        y = y_of(10.0 ** power)
+        cv2.line(canvas, (left, y), (left + plot_w, y), (225, 225, 225), 1)
+        label = f"{10 ** power:,}" if power < 3 else f"1e{power}"
+        cv2.putText(canvas, label, (2, y + 4), color=(90, 90, 90), **text)
+    for i, count in enumerate(counts):
+        if count:
+            x0, x1 = left + i * plot_w // 100, left + (i + 1) * plot_w // 100 - 1
+            cv2.rectangle(canvas, (x0, y_of(count)), (x1, bottom), (70, 110, 200), -1)
     cv2.line(canvas, (left, bottom), (left + plot_w, bottom), (0, 0, 0), 1)
     for label, x in (("0", left), ("0.5", left + plot_w // 2 - 10), ("1", left + plot_w - 8)):
         cv2.putText(canvas, label, (x, height - 6), color=(0, 0, 0), **text)
-    tx = left + int(np.clip(threshold, 0, 1) * plot_w)
-    cv2.line(canvas, (tx, top - 8), (tx, bottom), (220, 30, 30), 2)
-    cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 130), top - 8), color=(220, 30, 30),
+    tx = threshold_x(threshold, width)
+    cv2.line(canvas, (tx, top - 8), (tx, bottom), THRESHOLD_RGB, 2)
+    cv2.putText(canvas, f"threshold {threshold:.3f}", (min(tx + 4, width - 120), top - 8), color=THRESHOLD_RGB,
                 **text)
     return canvas
+
+
+def threshold_x(threshold: float, width: int = 480) -> int:
+    """The column of the threshold's line in a :func:`histogram` ``width`` pixels wide."""
+    return HIST_LEFT + int(np.clip(threshold, 0, 1) * (width - HIST_LEFT - HIST_RIGHT))
 
 
 # --------------------------------------------------------------------------- output files
@@ -199,9 +239,31 @@ def save_png(pixels: np.ndarray, folder: Path, name: str) -> str:
     return str(path)
 
 
+def download_name(upload: dict) -> str:
+    """The anonymized image's file name for the readable ``upload`` (Gradio's file data):
+    ``<upload stem>-anonymized`` (letters, digits, ``.``, ``-`` and ``_`` kept) and the extension of the upload's
+    format in :data:`DOWNLOAD_EXTENSIONS`, else ``.png``."""
+    with Image.open(upload["path"]) as image:
+        extension = DOWNLOAD_EXTENSIONS.get(image.format, ".png")
+    stem = re.sub(r"[^\w.-]+", "_", Path(upload.get("orig_name") or upload["path"]).stem).strip("._")[:100]
+    return f"{stem or 'image'}-anonymized{extension}"
+
+
+def save_download(pixels: np.ndarray, folder: Path, name: str) -> str:
+    """Write RGB ``pixels`` as ``folder/name`` in the format of its extension, with no metadata at all (the
+    library's encoder); returns its path."""
+    path = folder / name
+    try:
+        write_image(pixels, path)
+    except OSError:
+        raise gr.Error("Could not write the anonymized image on the server.") from None
+    return str(path)
+
+
 def served(path: str) -> dict:
-    """The payload of an image component showing the file ``path`` (for events that skip postprocessing)."""
-    return gr.FileData(path=path).model_dump()
+    """The payload of an image component showing the file ``path`` (for events that skip postprocessing); its
+    download button saves the file under its own name."""
+    return gr.FileData(path=path, orig_name=Path(path).name).model_dump()
 
 
 def annotated(image: str, mask: str | None) -> dict:
@@ -263,12 +325,16 @@ class Handlers:
 
     def settings_of(self, controls: dict[str, Any]) -> EraseSettings:
         """The page's settings with the values of ``controls`` (by setting, or by :data:`API_NAMES`); a gr.Error
-        says why a value is invalid."""
+        says why a value is invalid or a method is not one of :data:`PAGE_METHODS`."""
         controls = {API_NAMES.get(name, name): value for name, value in controls.items()}
         try:
-            return replace(self.settings, **{name: control_value(name, value) for name, value in controls.items()})
+            settings = replace(self.settings, **{name: control_value(name, value) for name, value in controls.items()})
         except (ValueError, TypeError) as error:
             raise gr.Error(f"Invalid setting: {error}") from None
+        if settings.method not in PAGE_METHODS:
+            raise gr.Error(f"Invalid setting: method {settings.method!r} is not offered here; choose one of "
+                           f"{', '.join(PAGE_METHODS)}")
+        return settings
 
     def read_upload(self, upload: dict) -> np.ndarray:
         """An uploaded image (Gradio's file data) as RGB, or a gr.Error naming it as the user knows it."""
@@ -277,6 +343,16 @@ class Handlers:
         except InvalidImageError as error:  # name the upload as the user knows it, not by its server path
             message = str(error).replace(upload["path"], upload.get("orig_name") or "the upload")
             raise gr.Error(f"Cannot read this file: {message}") from None
+
+    def clear_unreadable(self, upload: dict | None) -> Any:
+        """After a failed request of the image tab: empty the input when its upload cannot be read, so that it
+        offers its upload area again (a broken image would leave it collapsed); else leave it as it is."""
+        try:
+            if upload:
+                self.read_upload(upload)
+        except gr.Error:
+            return None
+        return gr.skip()
 
     def erase_image(self, upload: dict | None, request: gr.Request, **controls: Any) -> tuple:
         """Image tab: network pass (skipped when this session has seen this image with these network settings),
@@ -302,15 +378,16 @@ class Handlers:
             if key:
                 self.cache.put(key, prob)
         result = eraser.postprocess(image, prob)
-        n = len(result.regions)
-        summary = (f"**{n} face region{'s' * (n != 1)}**, {100 * result.mask.mean():.1f}% of the image masked · "
+        n, faces = len(result.regions), sum(r.faces for r in result.regions)
+        summary = (f"**{n} region{'s' * (n != 1)} (about {faces} face{'s' * (faces != 1)})**, "
+                   f"{100 * result.mask.mean():.1f}% of the image masked · "
                    f"threshold {result.threshold:.3f} ({settings.threshold_mode}) · {network}")
         folder = output_folder()
         mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
         return (served(save_png(heat_map(prob), folder, "probability")),
                 served(save_png(histogram(prob, result.threshold), folder, "histogram")),
                 round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
-                served(save_png(result.anonymized, folder, "anonymized")), summary)
+                served(save_download(result.anonymized, folder, download_name(upload))), summary)
 
     def erase_frame(self, upload: dict | None, **controls: Any) -> str | None:
         """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
@@ -373,6 +450,11 @@ def toggle_fixed(mode: str) -> dict:
     return gr.update(visible=mode == "fixed")
 
 
+def toggle_threshold(upload: str | None) -> dict:
+    """Show the threshold used only while there is an image (an empty gr.Number shows 0)."""
+    return gr.update(visible=upload is not None)
+
+
 # --------------------------------------------------------------------------- page
 
 def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Blocks:
@@ -382,7 +464,11 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
     settings = handlers.settings
     input_sizes = [(f"{s} px", s) for s in sorted({256, 320, 384, 512, 768, 1024, settings.input_size,
                                                    settings.live_input_size} - {0})] + [("original", 0)]
-    methods = [(METHOD_LABELS.get(m, m), m) for m in METHODS]
+    methods = [(METHOD_WORDS[m][0], m) for m in PAGE_METHODS]
+    methods_info = "; ".join(f"{label}: {words}" for label, words in (METHOD_WORDS[m] for m in PAGE_METHODS))
+    modes_info = "; ".join(f"{m}: " + MODE_WORDS[m].format(floor=settings.threshold_floor,
+                                                           ceiling=settings.threshold_ceiling)
+                           for m in THRESHOLD_MODES)
     with gr.Blocks(title="FaceErase", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# FaceErase\nA U-Net segments every face; the mask is thresholded and the faces are "
                     f"inpainted, blurred, pixelated or filled. Images of up to {handlers.max_pixels / 1e6:g} "
@@ -406,15 +492,14 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                 with gr.Column(scale=2):
                     summary = gr.Markdown(elem_id="summary")
                     hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False)
-                    threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4)
+                    threshold_used = gr.Number(label="Threshold used", interactive=False, precision=4,
+                                               visible=False, elem_id="threshold-used")
                 with gr.Column(scale=3):
                     mode = gr.Radio(list(THRESHOLD_MODES), value=settings.threshold_mode, label="Threshold",
-                                    info=f"auto: Otsu, clamped to this model's calibrated range "
-                                         f"[{settings.threshold_floor:g}, {settings.threshold_ceiling:g}] (a map "
-                                         f"with nothing above {settings.threshold_floor:g} masks nothing); "
-                                         "seed: 2018 rule; fixed: the slider")
+                                    info=modes_info, elem_id="threshold-mode")
                     fixed = gr.Slider(0.01, 0.99, value=0.5, step=0.01, label="Fixed threshold", visible=False)
-                    method = gr.Dropdown(methods, value=settings.method, label="Anonymization")
+                    method = gr.Dropdown(methods, value=settings.method, label="Anonymization", info=methods_info,
+                                         elem_id="method")
                     dilation = gr.Slider(0, 50, value=settings.dilation, step=1, label="Mask dilation (px)",
                                          info=(f"each region also grows by {settings.dilation_ratio:g} of its size, "
                                                "whichever is more" if settings.dilation_ratio else None))
@@ -431,12 +516,15 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
             for control in more:
                 triggers += [control.change] if isinstance(control, (gr.Checkbox, gr.Dropdown)) else [
                     control.submit, control.blur]
-            gr.on(triggers, handlers.erase_image, inputs=[source],
-                  inputs_kwargs={"mode": mode, "fixed": fixed, "method": method, "dilation": dilation, "shape": shape,
-                                 "input_size": size, **dict(zip(MORE_CONTROLS, more))},
-                  outputs=[heat, hist, threshold_used, overlay, result, summary],
-                  api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
-                  show_progress="minimal")
+            erasing = gr.on(triggers, handlers.erase_image, inputs=[source],
+                            inputs_kwargs={"mode": mode, "fixed": fixed, "method": method, "dilation": dilation,
+                                           "shape": shape, "input_size": size, **dict(zip(MORE_CONTROLS, more))},
+                            outputs=[heat, hist, threshold_used, overlay, result, summary],
+                            api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
+                            show_progress="minimal")
+            erasing.success(toggle_threshold, source, threshold_used, queue=False, api_visibility="private")
+            erasing.failure(handlers.clear_unreadable, source, source, preprocess=False, queue=False,
+                            api_visibility="private")
         with gr.Tab("Webcam"):
             gr.Markdown("Live anonymization of your camera: one network pass a frame at the live input size, and "
                         "the maximum over a temporal window of frames, so that a face missed once does not flash.")
@@ -444,7 +532,7 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                 camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
                 live = gr.Image(label="Anonymized", interactive=False)
             with gr.Row():
-                live_method = gr.Dropdown(methods, value="blur", label="Anonymization")
+                live_method = gr.Dropdown(methods, value="blur", label="Anonymization", info=methods_info)
                 live_size = gr.Dropdown(input_sizes, value=settings.live_input_size, label="Live input size")
                 window = settings_control("temporal_window", settings.temporal_window)
                 fps = gr.Markdown(elem_id="fps")

@@ -49,7 +49,7 @@ def test_upload_returns_all_outputs(client, photo):
     assert pixels(overlay["image"]).shape == (90, 120, 3)
     assert pixels(hist).shape == (200, 480, 3)
     assert 0.0 < threshold < 1.0
-    assert "face region" in summary and "threshold" in summary
+    assert "region" in summary and "(about " in summary and "threshold" in summary
 
 
 def test_post_processing_controls_reuse_the_cached_probabilities(client, photo):
@@ -72,7 +72,7 @@ def test_faceless_image_auto_masks_nothing_but_seed_masks_something(client, tmp_
     write_image(grey, size=(96, 96), value=128)
     _, _, threshold, overlay, result, summary = erase(client, grey, mode="auto", method="solid")
     assert threshold >= 0.3 and overlay["annotations"] == []
-    assert summary.startswith("**0 face regions**")
+    assert summary.startswith("**0 regions (about 0 faces)**")
     assert np.array_equal(pixels(result), np.full((96, 96, 3), 128, np.uint8))
     _, _, threshold, overlay, result, _ = erase(client, grey, mode="seed", method="solid")
     assert threshold < 0.3 and len(overlay["annotations"]) == 1
@@ -80,10 +80,14 @@ def test_faceless_image_auto_masks_nothing_but_seed_masks_something(client, tmp_
 
 
 def test_corrupt_upload_gives_a_clear_error_and_the_app_keeps_serving(client, photo, tmp_path):
-    broken = tmp_path / "broken.jpg"
+    broken, empty = tmp_path / "broken.jpg", tmp_path / "empty.png"
     broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 20)
+    empty.write_bytes(b"")
     with pytest.raises(gradio_client.exceptions.AppError, match="Cannot read this file: broken.jpg"):
         erase(client, broken)
+    assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"Cannot read this file: empty.png is empty"):
+        erase(client, empty)
     assert pixels(erase(client, photo)[4]).shape == (90, 120, 3)
 
 
@@ -160,3 +164,73 @@ def test_every_setting_of_the_image_tab_reaches_its_eraser(client, photo, low_mo
     with pytest.raises(gradio_client.exceptions.AppError, match="Invalid setting: need 0 <= threshold_floor"):
         client.predict(gradio_client.handle_file(str(photo)), threshold_floor=0.9, threshold_ceiling=0.1,
                        api_name="/erase")
+
+
+@pytest.mark.parametrize("name, save_as, expected", [
+    ("holiday photo.jpg", "JPEG", ("holiday_photo-anonymized.jpg", "JPEG")),
+    ("scan.png", "PNG", ("scan-anonymized.png", "PNG")),
+    ("shot.webp", "WEBP", ("shot-anonymized.webp", "WEBP")),
+    ("old.bmp", "BMP", ("old-anonymized.png", "PNG")),
+])
+def test_the_download_is_named_after_the_upload_in_its_format(client, tmp_path, name, save_as, expected):
+    upload = tmp_path / name
+    write_image(tmp_path / "source.png", size=(120, 90))
+    Image.open(tmp_path / "source.png").save(upload, format=save_as)
+    *_, result, _ = erase(client, upload, mode="seed", method="solid")
+    with Image.open(result) as image:
+        assert (Path(result).name, image.format) == expected
+        assert (pixels(result) == 0).all(axis=-1).any()  # the anonymized image, not the upload
+
+
+def test_sessions_uploading_the_same_name_get_their_own_files(app_urls, tmp_path):
+    """Each request writes its files in a folder of its own: a later upload of the same name by another session
+    neither replaces nor reveals the first one's result."""
+    results = {}
+    for user, value in (("alice", 40), ("bob", 200)):
+        (tmp_path / user).mkdir()
+        write_image(tmp_path / user / "photo.png", size=(96, 80), value=value)
+        client = gradio_client.Client(app_urls["ok"], verbose=False, download_files=False)
+        results[user] = erase(client, tmp_path / user / "photo.png", method="solid")[4]  # auto masks nothing here
+    assert results["alice"]["path"] != results["bob"]["path"]
+    for user, value in (("alice", 40), ("bob", 200)):
+        assert Path(results[user]["path"]).name == "photo-anonymized.png"
+        with urllib.request.urlopen(results[user]["url"], timeout=10) as response:
+            image = np.asarray(Image.open(response).convert("RGB"))
+        assert (image == value).all(), user
+
+
+def test_each_threshold_mode_and_method_is_explained_in_plain_words_next_to_its_control(app_urls):
+    import app
+    from faceerase.erase.thresholds import THRESHOLD_MODES
+
+    assert set(app.MODE_WORDS) == set(THRESHOLD_MODES)
+    assert set(app.PAGE_METHODS) <= set(app.METHOD_WORDS), "a method the page offers has no plain words"
+    with urllib.request.urlopen(app_urls["ok"] + "config", timeout=10) as response:
+        info = {c["props"].get("elem_id"): c["props"].get("info") for c in json.load(response)["components"]}
+    for mode, words in app.MODE_WORDS.items():
+        assert f"{mode}: {words.split(',')[0]}" in info["threshold-mode"]
+    assert "0.3-0.6" in info["threshold-mode"]  # the low model's auto range (the default settings)
+    for method in app.PAGE_METHODS:
+        assert "{}: {}".format(*app.METHOD_WORDS[method]) in info["method"]
+
+
+def test_the_threshold_used_is_hidden_until_there_is_an_image(app_urls):
+    with urllib.request.urlopen(app_urls["ok"] + "config", timeout=10) as response:
+        props = {c["props"].get("elem_id"): c["props"] for c in json.load(response)["components"]}
+    assert props["threshold-used"]["visible"] is False
+
+
+def test_the_histogram_has_a_log_count_axis_and_marks_the_threshold():
+    import app
+
+    prob = np.zeros(100_000, np.float32)
+    prob[:10] = 0.905  # ten pixels in bin 90 against 99,990 in bin 0: a linear axis would draw them 0 px high
+    canvas = app.histogram(prob, threshold=0.42)
+    red = np.all(canvas == app.THRESHOLD_RGB, axis=-1)
+    assert set(np.flatnonzero(red[60:150].all(axis=0))) & {app.threshold_x(0.42), app.threshold_x(0.42) + 1}
+    blue = np.all(canvas == (70, 110, 200), axis=-1)
+    bin_90 = blue[:, app.threshold_x(0.905)].sum()
+    bin_0 = blue[:, app.threshold_x(0.005)].sum()
+    assert 0.15 < bin_90 / bin_0 < 0.25  # log(11) / log(99,991) ~ 0.21
+    grid = np.all(canvas[:, app.threshold_x(0.505)] == (225, 225, 225), axis=-1)  # an empty bin's column
+    assert grid.sum() == 6  # a line at each power of ten: 1, 10, ..., 100,000
