@@ -44,8 +44,8 @@ from faceerase.media.video import (AUDIO_MODES, DEFAULT_CRF, MAX_CRF, VIDEO_CODE
                                    VideoOutput, output_suffix, probe_video, read_frames, write_anonymized_video)
 from faceerase.model.onnx_model import CPU_PROVIDER, execution_providers
 from faceerase.model.runners import BACKENDS
-from faceerase.model.settings import (DEFAULT_SETTINGS, GROUPS, EraseSettings, format_setting, parse_setting,
-                                      setting_kind)
+from faceerase.model.settings import (DEFAULT_SETTINGS, GROUPS, NO_IMAGE, EraseSettings, format_setting,
+                                      parse_setting, setting_kind)
 from faceerase.training.calibration import SCALE_SETS, CalibrationConfig, calibrate
 
 _WEBCAM_FPS = 30.0
@@ -434,6 +434,8 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
             raise UsageError("give either PATHs or --webcam, not both")
         if args.engine == "ray":
             raise UsageError("--webcam runs on the local engine only")
+        if _settings(args).method == NO_IMAGE:
+            raise UsageError(f"--method {NO_IMAGE} writes no video: choose another method for --webcam")
         return _run_webcam(args)
     if not args.paths:
         raise UsageError("nothing to anonymize: give at least one PATH (or --webcam)")

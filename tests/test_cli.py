@@ -49,13 +49,13 @@ def test_folder_is_mirrored_with_a_report(run, tmp_path, low_model_dir):
     assert code == 0, err
     assert files(tmp_path / "out") == ["a.jpg", "trip/b.png", "trip/day2/c.webp"]
     assert Image.open(tmp_path / "out/trip/day2/c.webp").size == (48, 32)
-    assert "4 files: 3 anonymized, 0 failed, 1 skipped (1 not an image or video); 3 face regions" in out
+    assert "4 files: 3 anonymized, 0 failed, 1 skipped (1 not an image or video); 3 regions (about 3 faces)" in out
     records = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["skipped"] + ["anonymized"] * 3
     assert records[0]["input"] == str(src / "notes.txt") and records[0]["reason"] == "not an image or video (.txt)"
     record = records[1]
     assert record["regions"] == [{"box": [0, 0, 48, 32], "area": 48 * 32, "score": pytest.approx(0.0067, abs=1e-3),
-                                  "mean_score": pytest.approx(0.0067, abs=1e-3)}]
+                                  "mean_score": pytest.approx(0.0067, abs=1e-3), "faces": 1}]
     assert record["threshold"] == 0.001 and record["timestamp"]
     assert record["model"]["id"] == str(low_model_dir) and len(record["model"]["weights_sha256"]) == 64
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import huggingface_hub.constants
 import numpy as np
 import pytest
@@ -232,3 +233,95 @@ def test_outputs_without_alpha_are_composited_over_white(run, tmp_path):
     assert written.shape == (72, 96, 3) and (written[:, :16] == 255).all()  # the transparent band
     alpha = rgba[:, 16:, 3:] / 255
     assert np.abs(written[:, 16:] - (rgba[:, 16:, :3] * alpha + 255 * (1 - alpha))).max() <= 1
+
+
+# ------------------------------------------------------------ issue 19, item 4: --replace-with, none, --draw-boxes
+
+PICTURE = Path(__file__).resolve().parents[1] / "faceerase" / "examples" / "coffee.jpg"
+
+
+def test_replace_with_puts_the_picture_into_each_region_and_nothing_else_changes(run, low_model_dir, tmp_path):
+    write_image(tmp_path / "a.png", size=(96, 72))
+    code, _, err = run("anonymize", tmp_path / "a.png", "-o", tmp_path / "out.png", "--threshold", "seed",
+                       "--method", "image", "--replace-with", PICTURE, "--report", tmp_path / "report.jsonl")
+    assert code == 0, err
+    expected = low_eraser(low_model_dir, threshold_mode="seed", method="image", replace_with=str(PICTURE))(
+        tmp_path / "a.png")
+    written = np.asarray(Image.open(tmp_path / "out.png"))
+    np.testing.assert_array_equal(written, expected.anonymized)
+    np.testing.assert_array_equal(written[~expected.mask], expected.image[~expected.mask])
+    x, y, w, h = expected.regions[0].box
+    picture = cv2.resize(np.asarray(Image.open(PICTURE)), (w, h), interpolation=cv2.INTER_AREA)
+    region = expected.mask[y:y + h, x:x + w]
+    assert region.any() and np.array_equal(written[y:y + h, x:x + w][region], picture[region])
+    assert records(tmp_path / "report.jsonl")[0]["settings"]["replace_with"] == str(PICTURE)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--replace-with", "missing.png"], "cannot read the replacement image missing.png: no such file"),
+    ([], "the method image needs replace_with"),
+])
+def test_replace_with_a_missing_picture_is_a_usage_error(options, message, run, tmp_path):
+    write_image(tmp_path / "a.png")
+    code, _, err = run("anonymize", tmp_path / "a.png", "-o", tmp_path / "out.png", "--method", "image", *options)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_method_none_records_the_regions_and_writes_nothing(run, low_model_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", size=(96, 72))
+    write_video(src / "clip.mp4")
+    code, out, err = run("anonymize", src, "-o", tmp_path / "out", "--threshold", "seed", "--method", "none",
+                         "--report", tmp_path / "report.jsonl")
+    assert code == 1 and not (tmp_path / "out").exists()
+    image, video = records(tmp_path / "report.jsonl")
+    expected = low_eraser(low_model_dir, threshold_mode="seed")(src / "a.png")
+    assert image["status"] == "analyzed" and image["output"] is None and image["settings"]["method"] == "none"
+    assert [r["box"] for r in image["regions"]] == [list(r.box) for r in expected.regions] != []
+    assert image["threshold"] == pytest.approx(expected.threshold, abs=1e-4)
+    assert video["status"] == "failed" and video["error"] == "the method none analyses images only: choose " \
+                                                             "another method for videos"
+    assert "2 files: 0 anonymized, 1 analyzed (no image written), 1 failed, 0 skipped" in out
+    code, _, err = run("anonymize", "--webcam", "-o", tmp_path / "cam.mp4", "--method", "none")
+    assert code == 2 and "--method none writes no video" in err
+
+
+def test_draw_boxes_outlines_each_region_with_its_score_and_changes_nothing_else(run, low_model_dir, tmp_path):
+    from faceerase.erase.overlay import BOX_COLOR
+
+    write_image(tmp_path / "a.png", size=(160, 120))
+    for name, options in (("plain", []), ("boxes", ["--draw-boxes"])):
+        code, _, err = run("anonymize", tmp_path / "a.png", "-o", tmp_path / f"{name}.png", "--threshold", "seed",
+                           "--method", "solid", "--color", "0,0,255", *options)
+        assert code == 0, err
+    plain, boxes = (np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("plain", "boxes"))
+    regions = low_eraser(low_model_dir, threshold_mode="seed")(tmp_path / "a.png").regions
+    assert regions
+    inside_a_box = np.zeros(plain.shape[:2], bool)
+    for region in regions:
+        x, y, w, h = region.box
+        inside_a_box[y:y + h, x:x + w] = True
+        for outline in (boxes[y, x:x + w], boxes[y + h - 1, x:x + w], boxes[y:y + h, x], boxes[y:y + h, x + w - 1]):
+            assert (outline == BOX_COLOR).all()
+    changed = (plain != boxes).any(axis=-1)
+    assert changed.any() and not (changed & ~inside_a_box).any()
+
+
+def test_method_none_is_refused_for_a_dataset(run, tmp_path):
+    src = tmp_path / "images"
+    src.mkdir()
+    write_image(src / "a.png")
+    code, _, err = run("anonymize-dataset", src, "-o", tmp_path / "out", "--method", "none")
+    assert code == 2 and "the method none writes no images: choose another method for a dataset" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_video_is_refused_with_method_none(low_model_dir, tmp_path):
+    from faceerase.media.video import NO_VIDEO, anonymize_video
+
+    write_video(tmp_path / "clip.mp4")
+    with pytest.raises(ValueError, match=NO_VIDEO):
+        anonymize_video(low_eraser(low_model_dir, method="none"), tmp_path / "clip.mp4", tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

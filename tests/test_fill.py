@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
+import faceerase
 from faceerase.erase.fill import DEFAULT_METHOD, METHODS, MOSAIC_BLOCKS, anonymize
 from faceerase.erase.masks import shape_mask
+from faceerase.media.images import load_image
 from faceerase.model.settings import EraseSettings
+
+REPLACEMENT = load_image(Path(faceerase.__file__).parent / "examples" / "coffee.jpg")
+"""The ``image`` method's picture (a real photo; the other methods ignore it)."""
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -17,7 +24,7 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_mask_pixels_change_and_others_do_not(method, face_image, face_mask):
-    out = anonymize(face_image, face_mask, method)
+    out = anonymize(face_image, face_mask, method, replacement=REPLACEMENT)
     assert out.dtype == np.uint8 and out.shape == face_image.shape
     np.testing.assert_array_equal(out[~face_mask], face_image[~face_mask])
     assert _diff(out, face_image)[face_mask].mean() > 40
@@ -32,7 +39,7 @@ def test_blur_and_mosaic_destroy_the_fine_texture(method, face_image, face_mask)
     assert detail(out) < 0.1 * detail(face_image)
 
 
-@pytest.mark.parametrize("method", ["fill", "inpaint_telea", "inpaint_ns", "solid"])
+@pytest.mark.parametrize("method", ["fill", "inpaint_telea", "inpaint_ns", "solid", "image"])
 def test_fill_methods_keep_nothing_of_the_face(method):
     """Two images that differ only inside the mask come out the same: every erased pixel is computed from pixels
     outside the mask (a large region, filled at a reduced resolution, and a small one)."""
@@ -47,7 +54,7 @@ def test_fill_methods_keep_nothing_of_the_face(method):
     face_a, face_b = background.copy(), background.copy()
     face_a[mask] = rng.integers(0, 256, (mask.sum(), 3))
     face_b[mask] = 255 - face_a[mask]
-    out_a, out_b = anonymize(face_a, mask, method), anonymize(face_b, mask, method)
+    out_a, out_b = (anonymize(face, mask, method, replacement=REPLACEMENT) for face in (face_a, face_b))
     np.testing.assert_array_equal(out_a, out_b)
     np.testing.assert_array_equal(out_a[~mask], background[~mask])
 
@@ -93,8 +100,29 @@ def test_solid_colour():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_mask_returns_an_unchanged_copy(method, face_image):
-    out = anonymize(face_image, np.zeros(face_image.shape[:2], bool), method)
+    out = anonymize(face_image, np.zeros(face_image.shape[:2], bool), method, replacement=REPLACEMENT)
     np.testing.assert_array_equal(out, face_image)
+
+
+def test_the_image_method_scales_the_picture_into_each_region_box():
+    image = np.full((300, 400, 3), 100, np.uint8)
+    mask = np.zeros((300, 400), bool)
+    mask[20:80, 30:150] = True  # a full box: the whole picture, scaled to 120 x 60
+    cv2.circle(mask.view(np.uint8), (300, 200), 50, 1, thickness=-1)  # a disc: the picture inside the circle
+    out = anonymize(image, mask, "image", replacement=REPLACEMENT)
+    expected = cv2.resize(REPLACEMENT, (120, 60), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(out[20:80, 30:150], expected)
+    disc = cv2.resize(REPLACEMENT, (101, 101), interpolation=cv2.INTER_AREA)
+    inside = mask[150:251, 250:351]
+    np.testing.assert_array_equal(out[150:251, 250:351][inside], disc[inside])
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+def test_the_image_method_needs_an_rgb_picture(face_image, face_mask):
+    with pytest.raises(ValueError, match="needs a replacement picture"):
+        anonymize(face_image, face_mask, "image")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        anonymize(face_image, face_mask, "image", replacement=REPLACEMENT[..., 0])
 
 
 @pytest.mark.parametrize("size", [30, 240])

@@ -112,3 +112,34 @@ def test_mask_validation():
         refine_mask(np.zeros((4, 4), bool), dilation=-1)
     with pytest.raises(ValueError, match="does not match"):
         find_regions(np.zeros((4, 4), bool), np.zeros((4, 5), np.float32))
+
+
+# ------------------------------------------------------------ estimated faces per region (issue 19, item 5)
+
+def _discs(*circles: tuple[int, int, int], shape=(120, 200)) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for x, y, r in circles:
+        cv2.circle(mask, (x, y), r, 1, thickness=-1)
+    return mask.view(bool)
+
+
+@pytest.mark.parametrize("circles, faces", [
+    ([(60, 60, 30)], 1),
+    ([(60, 60, 30), (115, 60, 30)], 2),  # two heads that touch: one region
+    ([(50, 60, 25), (95, 60, 25), (140, 60, 25)], 3),
+    ([(60, 60, 30), (80, 60, 30)], 1),  # overlapping by two thirds: one blob
+])
+def test_touching_faces_are_counted_in_one_region(circles, faces):
+    mask = _discs(*circles)
+    regions = find_regions(mask, mask.astype(np.float32))
+    assert len(regions) == 1 and regions[0].faces == faces
+
+
+def test_an_elongated_face_counts_once_and_the_estimate_uses_the_core_above_the_threshold():
+    mask = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(mask, (100, 100), (40, 60), 0, 0, 360, 1, thickness=-1)
+    assert find_regions(mask.view(bool), mask.astype(np.float32))[0].faces == 1
+    # Grown far, the mask of two faces is one round blob; the probabilities above the threshold still show two.
+    prob = _discs((60, 60, 30), (125, 60, 30), shape=(140, 220)).astype(np.float32)
+    grown = refine_mask(prob > 0.5, dilation=30)
+    assert find_regions(grown, prob)[0].faces == 1 and find_regions(grown, prob, 0.5)[0].faces == 2

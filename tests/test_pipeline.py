@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import huggingface_hub.constants
@@ -13,11 +14,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import faceerase
 from faceerase.erase.pipeline import DEFAULT_REPO_ID, EraseResult, FaceEraser, ModelLoadError, load_model, select_device
 from faceerase.media.images import InvalidImageError
 from faceerase.model import loading
 from faceerase.model.network import FaceEraseUNet
 from faceerase.model.settings import EraseSettings
+from faceerase.training.widerface import WIDERFACE_ENV, default_widerface_root
 
 
 @pytest.fixture
@@ -238,3 +241,16 @@ def test_bad_inputs_and_settings(tiny_model, face_image, tmp_path):
         FaceEraser(tiny_model, threads=0)
     with pytest.raises(ValueError, match="unknown method"):  # before any model is loaded
         FaceEraser("no/such-model-anywhere", method="smear")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo, regions, faces", [
+    (Path(faceerase.__file__).parent / "examples" / "astronaut.jpg", 1, 1),
+    (default_widerface_root() / "WIDER_val/images/19--Couple/19_Couple_Couple_19_90.jpg", 1, 2),
+])
+def test_the_shipped_model_counts_the_faces_of_merged_regions_on_real_photos(photo, regions, faces):
+    """A couple whose faces touch: one region, about two faces (issue 19, item 5)."""
+    if not photo.is_file():
+        pytest.skip(f"{photo} not found (WIDER FACE: set {WIDERFACE_ENV})")
+    result = FaceEraser(backend="onnx")(photo)
+    assert len(result.regions) == regions and sum(r.faces for r in result.regions) == faces

@@ -139,7 +139,8 @@ def every_setting(threshold: float) -> EraseSettings:
     return EraseSettings(input_size=64, upscale=True, extra_scales=(0.5, 0.75), live_input_size=48,
                          threshold_mode="fixed", threshold_value=threshold, threshold_floor=0.2, threshold_ceiling=0.7,
                          dilation=2, dilation_ratio=0.1, min_area=3, mask_shape="ellipse", method="solid",
-                         color=(0, 255, 0), mosaic_blocks=4, blur_strength=0.5, temporal_window=2)
+                         color=(0, 255, 0), mosaic_blocks=4, blur_strength=0.5, replace_with="picture.png",
+                         draw_boxes=True, temporal_window=2)
 
 
 # Each setting's option and its value in every_setting: a setting missing here, or an option that sets nothing,
@@ -152,7 +153,8 @@ CLI_OPTIONS = {
     "dilation_ratio": ["--dilation-ratio", "0.1"], "min_area": ["--min-area", "3"],
     "mask_shape": ["--mask-shape", "ellipse"],
     "method": ["--method", "solid"], "color": ["--color", "0,255,0"], "mosaic_blocks": ["--mosaic-size", "4"],
-    "blur_strength": ["--blur-strength", "0.5"], "temporal_window": ["--temporal-window", "2"],
+    "blur_strength": ["--blur-strength", "0.5"], "replace_with": ["--replace-with", "picture.png"],
+    "draw_boxes": ["--draw-boxes"], "temporal_window": ["--temporal-window", "2"],
 }
 
 

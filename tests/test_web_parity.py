@@ -21,7 +21,8 @@ from fixtures_app import REPO
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is missing (the page's modules run under Node)")
 
-PAGE_METHODS = [m for m in METHODS if m not in ("inpaint_telea", "inpaint_ns")]  # OpenCV's, no browser build
+PAGE_METHODS = [m for m in METHODS if m not in ("inpaint_telea", "inpaint_ns", "image")]  # OpenCV's, no browser
+# build; image: a picture file, a command-line method
 
 
 @pytest.fixture(scope="module")

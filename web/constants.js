@@ -2,7 +2,7 @@
 // tests/test_web_parity.py fails when this file and the package disagree.
 
 /** faceerase.erase.fill.METHODS (the page offers those it implements) */
-export const METHODS = ["fill", "inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid"];
+export const METHODS = ["fill", "inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid", "image"];
 /** faceerase.model.settings.EraseSettings().method */
 export const DEFAULT_METHOD = "fill";
 /** faceerase.erase.thresholds.THRESHOLD_MODES */

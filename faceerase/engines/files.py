@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from faceerase.media.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame,
                                     load_image_with_alpha, write_image)
 from faceerase.media.metadata import allowed_exif
-from faceerase.media.video import VIDEO_EXTENSIONS, VideoOutput, anonymize_video, output_suffix
+from faceerase.media.video import NO_VIDEO, VIDEO_EXTENSIONS, VideoOutput, anonymize_video, output_suffix
+from faceerase.model.settings import NO_IMAGE
 
 if TYPE_CHECKING:
     from faceerase.erase.masks import Region
@@ -32,6 +33,9 @@ KINDS = ("image", "video")
 ANONYMIZED = "anonymized"
 """The ``status`` of the record of an anonymized file. Older reports say ``"ok"``: ``--resume`` appends to them
 as to any report (it decides from the files' times, never from the report)."""
+ANALYZED = "analyzed"
+"""The ``status`` of the record of an image analysed with the method ``none``: its regions and threshold are
+recorded, no output is written (``output`` is null)."""
 UP_TO_DATE = "output up to date (--resume)"
 """The skip reason of a job whose output is not older than its input, with :attr:`JobOptions.resume`."""
 NOT_REGULAR = "not a regular file"
@@ -284,27 +288,35 @@ def process_job(eraser: "FaceEraser", job: FileJob, options: JobOptions, context
     """Anonymize ``job``'s file into its destination, written atomically, and return its audit record.
 
     The record (JSON-serialisable, as the report writes it) has ``timestamp``, ``input``, ``output``, ``kind``,
-    what was found (image: ``threshold``, ``regions``, ``n_regions``; video: ``frames``, how they were encoded
-    (``codec``, ``crf``, ``pixel_format``), ``audio``, ``warnings``, ``threshold_range``, ``n_regions``,
-    ``frame_regions``), ``seconds``, the ``context`` of
-    :func:`record_context` and ``status``: :data:`ANONYMIZED`; ``"failed"`` with the ``error`` (the file is not a
+    what was found (image: ``threshold``, ``regions``, ``n_regions``, ``face_estimate``; video: ``frames``, how they
+    were encoded (``codec``, ``crf``, ``pixel_format``), ``audio``, ``warnings``, ``threshold_range``, ``n_regions``,
+    ``face_estimate`` (both summed over the frames), ``frame_regions``), ``seconds``, the ``context`` of
+    :func:`record_context` and ``status``: :data:`ANONYMIZED`; with the method ``none``, :data:`ANALYZED` (an image's
+    regions and threshold, ``output`` null, nothing written; a video fails with
+    :data:`~faceerase.media.video.NO_VIDEO`); ``"failed"`` with the ``error`` (the file is not a
     regular file, nor an image or video this library reads, or it cannot be written; nothing is left at the
     destination); or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason``
     :data:`UP_TO_DATE` and nothing else. ``on_frame(1)`` is called after each video frame (progress bars).
     """
     record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
-    if options.resume and is_up_to_date(job):
+    analyse_only = eraser.settings.method == NO_IMAGE  # no output: resuming never skips
+    if options.resume and not analyse_only and is_up_to_date(job):
         return _stamped({**record, "status": "skipped", "reason": UP_TO_DATE})
     start = time.perf_counter()
     try:
         if (kind := special_file(job.source)) is not None:  # replaced since planning: never open it
             raise ValueError(_not_regular(kind))
-        job.destination.parent.mkdir(parents=True, exist_ok=True)
-        if job.kind == "image":
-            record.update(_erase_image(eraser, job, options))
+        if analyse_only:
+            if job.kind == "video":  # before any folder is made (write_anonymized_video refuses it too)
+                raise ValueError(NO_VIDEO)
+            record.update(output=None, **_erase_image(eraser, job, options))
         else:
-            record.update(_erase_video(eraser, job, options, on_frame))
-        outcome = {"status": ANONYMIZED}
+            job.destination.parent.mkdir(parents=True, exist_ok=True)
+            if job.kind == "image":
+                record.update(_erase_image(eraser, job, options))
+            else:
+                record.update(_erase_video(eraser, job, options, on_frame))
+        outcome = {"status": ANALYZED if analyse_only else ANONYMIZED}
     except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
         outcome = {"status": "failed", "error": str(error) or type(error).__name__}
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -326,18 +338,20 @@ def _stamped(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _regions(regions: list["Region"]) -> list[dict[str, Any]]:
+    """The regions as records list them: box, area, score, mean score and the estimated number of faces."""
     return [{"box": [int(v) for v in r.box], "area": int(r.area), "score": round(float(r.score), 4),
-             "mean_score": round(float(r.mean_score), 4)} for r in regions]
+             "mean_score": round(float(r.mean_score), 4), "faces": int(r.faces)} for r in regions]
 
 
 def _erase_image(eraser: "FaceEraser", job: FileJob, options: JobOptions) -> dict[str, Any]:
     check_single_frame(job.source)
     pixels, alpha = load_image_with_alpha(job.source, max_pixels=options.max_pixels)
     result = eraser(pixels)
-    exif = allowed_exif(job.source) if options.keep_metadata else None
-    write_image(result.anonymized, job.destination, exif=exif, alpha=alpha)
+    if result.anonymized is not None:  # None: the method none writes nothing
+        exif = allowed_exif(job.source) if options.keep_metadata else None
+        write_image(result.anonymized, job.destination, exif=exif, alpha=alpha)
     return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
-            "n_regions": len(result.regions)}
+            "n_regions": len(result.regions), "face_estimate": sum(r.faces for r in result.regions)}
 
 
 def _erase_video(eraser: "FaceEraser", job: FileJob, options: JobOptions,
@@ -349,7 +363,8 @@ def _erase_video(eraser: "FaceEraser", job: FileJob, options: JobOptions,
     return {"frames": summary.frames, "codec": summary.codec, "crf": summary.crf,
             "pixel_format": summary.pixel_format, "audio": summary.audio, "warnings": summary.warnings,
             "threshold_range": [round(min(summary.thresholds), 4), round(max(summary.thresholds), 4)],
-            "n_regions": sum(len(r) for r in summary.regions), "frame_regions": frame_regions}
+            "n_regions": sum(len(r) for r in summary.regions),
+            "face_estimate": sum(r.faces for frame in summary.regions for r in frame), "frame_regions": frame_regions}
 
 
 # --------------------------------------------------------------------------- report

@@ -41,6 +41,7 @@ from faceerase.media.images import (IMAGE_EXTENSIONS, InvalidImageError, check_s
                                     encode_image, load_image)
 from faceerase.media.outputs import atomic_directory, check_folder_can_be_created, remove_stale_temp_files
 from faceerase.model.loading import is_local_source
+from faceerase.model.settings import NO_IMAGE
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ def anonymize_dataset(
         :func:`status_counts` returns them.
 
     Raises:
-        DatasetError: the column is missing, is not an ``Image`` feature, or the audit columns already exist.
+        DatasetError: the column is missing, is not an ``Image`` feature, or the audit columns already exist; the
+            method is ``none`` (no image to write).
         ModelLoadError: the model does not load. ValueError or TypeError: an invalid eraser option.
     """
     if isinstance(dataset, datasets.DatasetDict):
@@ -202,6 +204,8 @@ class _RowEraser:
                             f"got {type(model).__name__}")
         _CALLER_PIDS.add(os.getpid())
         spec = EraserSpec.of(model, revision=revision, **options)
+        if spec.settings.method == NO_IMAGE:
+            raise DatasetError(f"the method {NO_IMAGE} writes no images: choose another method for a dataset")
         in_process = not num_proc
         if not in_process and spec.threads is None:  # the workers share the cores
             spec = replace(spec, threads=max(1, (os.cpu_count() or 1) // num_proc))

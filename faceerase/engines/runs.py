@@ -15,44 +15,52 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from faceerase.engines.files import ANONYMIZED, AuditReport, Plan, failure_record, skip_record
+from faceerase.engines.files import ANALYZED, ANONYMIZED, AuditReport, Plan, failure_record, skip_record
 
 
 @dataclass
 class RunSummary:
-    """The counts of a run: every input is anonymized, failed or skipped (counted by reason)."""
+    """The counts of a run: every input is anonymized, analyzed (the method none), failed or skipped (counted by
+    reason)."""
 
     anonymized: int = 0
+    analyzed: int = 0
     failed: int = 0
     warned: int = 0
     regions: int = 0
+    faces: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
         """Every input the run accounted for."""
-        return self.anonymized + self.failed + sum(self.skipped.values())
+        return self.anonymized + self.analyzed + self.failed + sum(self.skipped.values())
 
     def add(self, record: dict[str, Any], skip_reason: str | None = None) -> None:
         """Count the audit ``record``; a skip counts under ``skip_reason`` (default: the record's reason)."""
-        if record["status"] == ANONYMIZED:
-            self.anonymized += 1
+        if record["status"] in (ANONYMIZED, ANALYZED):
+            self.anonymized += record["status"] == ANONYMIZED
+            self.analyzed += record["status"] == ANALYZED
             self.warned += bool(record.get("warnings"))
             self.regions += record["n_regions"]
+            self.faces += record["face_estimate"]
         elif record["status"] == "failed":
             self.failed += 1
         else:
             self.skipped[skip_reason or record["reason"]] += 1
 
     def __str__(self) -> str:
-        """One line: files anonymized (with warnings), failed and skipped (by reason), face regions, time."""
+        """One line: files anonymized (with warnings), analyzed (if any), failed and skipped (by reason), regions
+        and the estimated faces in them, time."""
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        analyzed = f", {self.analyzed} {ANALYZED} (no image written)" if self.analyzed else ""
         return (f"{self.total} file{'s' * (self.total != 1)}: {self.anonymized} anonymized"
-                f"{f' ({self.warned} with warnings)' * bool(self.warned)}, {self.failed} failed, {skipped} skipped"
-                f"{f' ({reasons})' * bool(reasons)}; {self.regions} face region{'s' * (self.regions != 1)}; "
-                f"{self.seconds:.1f} s")
+                f"{f' ({self.warned} with warnings)' * bool(self.warned)}{analyzed}, {self.failed} failed, "
+                f"{skipped} skipped{f' ({reasons})' * bool(reasons)}; "
+                f"{self.regions} region{'s' * (self.regions != 1)} "
+                f"(about {self.faces} face{'s' * (self.faces != 1)}); {self.seconds:.1f} s")
 
 
 def account_for(todo: Plan, job_records: Iterable[dict[str, Any]], report: AuditReport | None = None,

@@ -10,6 +10,7 @@ onnxruntime, OpenCV and numpy alone.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +25,11 @@ from faceerase.model.loading import (  # noqa: F401  (re-exported: the loading A
     CONFIG_NAME, DEFAULT_MODEL_DIR, DEFAULT_REPO_ID, ONNX_NAME, WEIGHTS_NAME, ModelLoadError, OnnxUnavailableError,
     load_model, load_onnx_model, select_device)
 from faceerase.erase.masks import Region, find_regions, refine_mask, shape_mask
+from faceerase.erase.overlay import draw_regions
 from faceerase.erase.thresholds import compute_threshold
 from faceerase.media.images import MIN_SIDE, ImageSource, load_image
 from faceerase.model.runners import load, predict_proba
-from faceerase.model.settings import EraseSettings
+from faceerase.model.settings import NO_IMAGE, EraseSettings
 
 if TYPE_CHECKING:
     import torch
@@ -48,8 +50,9 @@ class EraseResult:
     mask: np.ndarray
     """Final erased mask, bool (H, W)."""
     regions: list[Region]
-    anonymized: np.ndarray
-    """Output image, RGB uint8 (H, W, 3)."""
+    anonymized: np.ndarray | None
+    """Output image, RGB uint8 (H, W, 3), with the region boxes drawn on it with ``draw_boxes``; None with the
+    method ``none`` (no image)."""
 
 
 class FaceEraser:
@@ -68,7 +71,8 @@ class FaceEraser:
         **overrides: fields of :class:`~faceerase.model.settings.EraseSettings` (``input_size``, ``threshold_mode``,
             ``method``, ``dilation``, ...) replacing those of ``settings``; None leaves one as it is.
 
-    Invalid settings raise :class:`ValueError` before the model loads. :attr:`settings` holds the resolved
+    Invalid settings raise :class:`ValueError` before the model loads, and so does the ``image`` method's picture
+    (``replace_with``) when it cannot be read. :attr:`settings` holds the resolved
     settings, every one of them set; :attr:`identity` names the model in reports.
     """
 
@@ -79,6 +83,7 @@ class FaceEraser:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         requested = (settings or EraseSettings()).updated(**overrides)  # invalid settings fail before loading
+        _replacement_of(requested)
         self._loaded = load(model, revision=revision, backend=backend, device=device, threads=threads,
                             execution_provider=execution_provider)
         #: The model the eraser runs: a FaceEraseUNet, or an OnnxFaceModel on the torch-free path.
@@ -148,10 +153,15 @@ class FaceEraser:
                                       ceiling=s.threshold_ceiling)
         mask = refine_mask(prob > threshold, s.dilation, s.min_area, s.dilation_ratio)
         mask = shape_mask(mask, s.mask_shape)
-        return EraseResult(
-            image=image, probabilities=prob, threshold=threshold, mask=mask, regions=find_regions(mask, prob),
-            anonymized=anonymize(image, mask, s.method, color=s.color, mosaic_blocks=s.mosaic_blocks,
-                                 blur_strength=s.blur_strength))
+        regions = find_regions(mask, prob, threshold)
+        anonymized = None
+        if s.method != NO_IMAGE:
+            anonymized = anonymize(image, mask, s.method, color=s.color, mosaic_blocks=s.mosaic_blocks,
+                                   blur_strength=s.blur_strength, replacement=_replacement_of(s))
+            if s.draw_boxes:
+                anonymized = draw_regions(anonymized, regions)
+        return EraseResult(image=image, probabilities=prob, threshold=threshold, mask=mask, regions=regions,
+                           anonymized=anonymized)
 
     def __call__(self, image: ImageSource) -> EraseResult:
         """Erase the faces of one image."""
@@ -229,6 +239,27 @@ class EraserSpec:
         """This spec with what ``eraser`` (built from it) resolved: the settings, and the fingerprint of the
         weights, which every eraser built from the result then checks."""
         return replace(self, settings=eraser.settings, weights_sha256=eraser.identity["weights_sha256"])
+
+
+def _replacement_of(settings: EraseSettings) -> np.ndarray | None:
+    """The ``image`` method's picture of ``settings`` (None for the other methods); a :class:`ValueError` when
+    there is none or it cannot be read."""
+    if settings.method != "image":
+        return None
+    if not settings.replace_with:
+        raise ValueError("the method image needs replace_with, the picture put over each face (--replace-with IMAGE)")
+    return _replacement(settings.replace_with)
+
+
+@functools.lru_cache(maxsize=4)
+def _replacement(path: str) -> np.ndarray:
+    """The picture at ``path``, read once per process (read-only); a :class:`ValueError` says why it cannot be."""
+    try:
+        picture = load_image(Path(path))
+    except (ValueError, OSError) as error:
+        raise ValueError(f"cannot read the replacement image {path}: {error}") from None
+    picture.flags.writeable = False
+    return picture
 
 
 def _load_all(images: list[ImageSource]) -> list[np.ndarray]:

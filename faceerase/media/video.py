@@ -34,11 +34,13 @@ import numpy as np
 
 from faceerase.media.metadata import allowed_video_tags
 from faceerase.media.outputs import atomic_output, temp_path
-from faceerase.model.settings import EraseSettings
+from faceerase.model.settings import NO_IMAGE, EraseSettings
 
 if TYPE_CHECKING:
     from faceerase.erase.pipeline import EraseResult, FaceEraser
 
+NO_VIDEO = f"the method {NO_IMAGE} analyses images only: choose another method for videos"
+"""Why a video is refused with the method that writes no image."""
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
 # Containers an anonymized video keeps (anything else is written as .mp4), with the codec OpenCV writes them in when
 # ffmpeg is not on PATH.
@@ -406,7 +408,10 @@ def write_anonymized_video(eraser: "FaceEraser", frames: Iterable[np.ndarray], d
     track) it is a :class:`VideoError`. The finished file is decoded again before it replaces ``destination``: when
     fewer frames come back than were written it is a :class:`VideoError`; so are a stream with no frame and a frame of
     another size. After any error nothing is left behind. ``on_frame(1)`` is called after each frame (progress bars).
+    The eraser's method ``none`` (no image) is a :class:`ValueError` (:data:`NO_VIDEO`).
     """
+    if eraser.settings.method == NO_IMAGE:
+        raise ValueError(NO_VIDEO)
     with atomic_output(destination) as tmp:
         recipe = _recipe(output, audio_source, destination, keep_metadata)
         summary = _write_frames(eraser, frames, tmp, _as_rate(fps), TemporalMax(temporal_window), batch_size, recipe,

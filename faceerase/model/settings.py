@@ -31,6 +31,9 @@ from faceerase.media.images import MIN_SIDE
 SETTINGS_NAME = "inference.json"
 GROUPS = ("network", "threshold", "mask", "fill", "video")
 """The groups of :class:`EraseSettings` fields, in the order the CLI's help and the app show them."""
+NO_IMAGE = "none"
+"""The ``method`` that erases nothing and writes no image: the regions and the threshold are found and recorded
+(an audit of what would be erased), the output is left out."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,9 @@ class EraseSettings:
     mask_shape: str = _setting("predicted", "the predicted mask, or an ellipse or box per region", "mask",
                                choices=MASK_SHAPES)
     # fill
-    method: str = _setting(DEFAULT_METHOD, "how faces are erased", "fill", choices=METHODS)
+    method: str = _setting(DEFAULT_METHOD, "how faces are erased (image: the --replace-with picture; none: no output "
+                                           "image, only the audit record of the regions)", "fill",
+                           choices=(*METHODS, NO_IMAGE))
     color: tuple[int, int, int] = _setting((0, 0, 0), "the fill colour of the solid method", "fill",
                                            metavar="R,G,B", parse=parse_color)
     mosaic_blocks: int = _setting(MOSAIC_BLOCKS, "the mosaic method's blocks along each region's longer side; fewer "
@@ -187,6 +192,10 @@ class EraseSettings:
     blur_strength: float = _setting(BLUR_SIGMA_FRACTION, "the blur method's Gaussian sigma as a fraction of each "
                                                          "region's longer side; larger is blurrier", "fill",
                                     metavar="F")
+    replace_with: str | None = _setting(None, "the image method's picture (a file), scaled into each region's box and "
+                                              "shown where the mask is set", "fill", metavar="IMAGE")
+    draw_boxes: bool = _setting(False, "after erasing, draw each region's box and score (its highest face "
+                                       "probability) on the output, for checking", "fill")
     # video
     temporal_window: int = _setting(3, "videos and cameras: mask the maximum probability of the last N frames, so "
                                        "that a face missed once does not flash (1: off)", "video", minimum=1,
