@@ -169,7 +169,9 @@ class Calibration:
                 f"outside the boxes grown 1.5x; negatives: mean and worst masked share of the face-less photos.\n\n"
                 + markdown_table(self.rows, COLUMNS)
                 + f"\nLimits used: collateral {self.limits[0]:.2f}%, negatives {self.limits[1]:.2f}% mean and "
-                f"{self.limits[2]:.2f}% worst (doubled from {configured} until a setting met them).\n\n"
+                f"{self.limits[2]:.2f}% worst"
+                + (" (as configured)" if tuple(self.limits) == tuple(config.limits)
+                   else f" (doubled from {configured} until a setting met them)") + ".\n\n"
                 f"Chosen: {self.best}\n")
 
 
