@@ -32,10 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from faceerase import __version__
-from faceerase.engines.files import (ANONYMIZED, AuditReport, FileJob, JobOptions, PlanError, is_input_or_output, plan,
-                                     process_job, record_context)
+from faceerase.engines.files import (ANONYMIZED, AuditReport, FileJob, JobOptions, Plan, PlanError, is_input_or_output,
+                                     plan, process_job, record_context)
 from faceerase.engines.ray_engine import INSTALL_HINT, RayUnavailableError, ray_records, require_ray
+from faceerase.engines.review import EditsFileError, match_edits, read_edits
 from faceerase.engines.runs import RunSummary, account_for
+from faceerase.erase.edits import Edits
 from faceerase.erase.pipeline import EraserSpec, FaceEraser, ModelLoadError, load_model
 from faceerase.media.images import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_PIXELS_ENV
 from faceerase.media.metadata import describe_kept
@@ -243,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip inputs whose output exists and is not older than the input; "
                            "append to the --report")
     anon.add_argument("--keep-metadata", action="store_true", help=describe_kept())
+    anon.add_argument("--regions", type=Path, metavar="EDITS.jsonl",
+                      help="apply a person's review: JSON Lines of audit records (the app's or the web page's "
+                           "downloaded record, a report's lines) whose 'edits' keep regions un-erased (by id) or add "
+                           "boxes to erase; each names its image as 'input' (path as in the report, or a file name "
+                           "unique in the run). A kept region no longer found fails its file; images with edits are "
+                           "erased again even with --resume")
     _video_options(anon)
     anon.add_argument("--report", type=Path, metavar="FILE.jsonl",
                       help="write an audit record per input (anonymized, failed or skipped, with why); "
@@ -436,6 +444,8 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
             raise UsageError("--webcam runs on the local engine only")
         if _settings(args).method == NO_IMAGE:
             raise UsageError(f"--method {NO_IMAGE} writes no video: choose another method for --webcam")
+        if args.regions is not None:
+            raise UsageError("--regions applies to images, not to --webcam")
         return _run_webcam(args)
     if not args.paths:
         raise UsageError("nothing to anonymize: give at least one PATH (or --webcam)")
@@ -455,7 +465,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     for path in remove_stale_temp_files(sorted({job.destination.parent for job in todo.jobs})):
         print(printable(f"removed {path}, a temporary file left by an interrupted run"), file=sys.stderr)
     options = JobOptions(keep_metadata=args.keep_metadata, max_pixels=args.max_pixels, resume=args.resume,
-                         video=_video_output(args))
+                         video=_video_output(args), edits=_review(args.regions, todo))
     spec = _eraser_spec(args)
     with contextlib.ExitStack() as stack:
         if args.engine == "ray":
@@ -468,6 +478,16 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
         summary = account_for(todo, files, report, on_record=_announce)
     print(summary)
     return 1 if summary.failed else 0
+
+
+def _review(path: Path | None, todo: Plan) -> dict[str, Edits]:
+    """The ``--regions`` edits by input (none without the option); a UsageError says what does not match."""
+    if path is None:
+        return {}
+    try:
+        return match_edits(read_edits(path), [job.source for job in todo.jobs], path)
+    except EditsFileError as error:
+        raise UsageError(str(error)) from None
 
 
 def _cmd_anonymize_dataset(args: argparse.Namespace) -> int:

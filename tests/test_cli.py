@@ -55,7 +55,8 @@ def test_folder_is_mirrored_with_a_report(run, tmp_path, low_model_dir):
     assert records[0]["input"] == str(src / "notes.txt") and records[0]["reason"] == "not an image or video (.txt)"
     record = records[1]
     assert record["regions"] == [{"box": [0, 0, 48, 32], "area": 48 * 32, "score": pytest.approx(0.0067, abs=1e-3),
-                                  "mean_score": pytest.approx(0.0067, abs=1e-3), "faces": 1}]
+                                  "mean_score": pytest.approx(0.0067, abs=1e-3), "faces": 1,
+                                  "id": 1, "source": "model", "erased": True}]
     assert record["threshold"] == 0.001 and record["timestamp"]
     assert record["model"]["id"] == str(low_model_dir) and len(record["model"]["weights_sha256"]) == 64
 

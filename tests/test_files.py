@@ -157,7 +157,7 @@ def test_records_are_the_report_lines_and_outputs_the_clis_bytes(run, eraser, tm
         assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     assert [list(r) for r in records] == [list(r) for r in reported]
     assert list(records[0]) == ["timestamp", "input", "output", "kind", "threshold", "regions", "n_regions",
-                                "face_estimate", "seconds", "model", "settings", "status"]
+                                "face_estimate", "edits", "seconds", "model", "settings", "status"]
     varying = {"timestamp", "seconds", "output"}
     assert [{k: v for k, v in r.items() if k not in varying} for r in records] == [
         {k: v for k, v in r.items() if k not in varying} for r in reported]

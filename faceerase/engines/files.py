@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceerase.erase.edits import Edits
 from faceerase.media.images import (IMAGE_EXTENSIONS, UNREADABLE_IMAGE_EXTENSIONS, check_single_frame,
                                     load_image_with_alpha, write_image)
 from faceerase.media.metadata import allowed_exif
@@ -27,7 +28,7 @@ from faceerase.model.settings import NO_IMAGE
 
 if TYPE_CHECKING:
     from faceerase.erase.masks import Region
-    from faceerase.erase.pipeline import FaceEraser
+    from faceerase.erase.pipeline import EraseResult, FaceEraser
 
 KINDS = ("image", "video")
 ANONYMIZED = "anonymized"
@@ -36,6 +37,8 @@ as to any report (it decides from the files' times, never from the report)."""
 ANALYZED = "analyzed"
 """The ``status`` of the record of an image analysed with the method ``none``: its regions and threshold are
 recorded, no output is written (``output`` is null)."""
+VIDEO_EDITS = "edits (--regions) apply to images, not to videos"
+"""Why a video with edits fails: a review names the regions of one image."""
 UP_TO_DATE = "output up to date (--resume)"
 """The skip reason of a job whose output is not older than its input, with :attr:`JobOptions.resume`."""
 NOT_REGULAR = "not a regular file"
@@ -95,12 +98,15 @@ class JobOptions:
     :func:`faceerase.media.images.load_image`). ``keep_metadata``: keep the allow-listed metadata of
     :mod:`faceerase.media.metadata` (else none). ``resume``: skip jobs whose output is up to date
     (:func:`is_up_to_date`). ``video``: how videos are encoded (codec, quality, audio kept or dropped).
+    ``edits``: a person's review of some images (:class:`~faceerase.erase.edits.Edits`), by ``str(job.source)``
+    (:func:`faceerase.engines.review.match_edits`); an image with edits is always erased again, even when resuming.
     """
 
     keep_metadata: bool = False
     max_pixels: int | None = None
     resume: bool = False
     video: VideoOutput = VideoOutput()
+    edits: Mapping[str, Edits] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_pixels is not None and self.max_pixels < 1:
@@ -296,24 +302,29 @@ def process_job(eraser: "FaceEraser", job: FileJob, options: JobOptions, context
     :data:`~faceerase.media.video.NO_VIDEO`); ``"failed"`` with the ``error`` (the file is not a
     regular file, nor an image or video this library reads, or it cannot be written; nothing is left at the
     destination); or, with ``options.resume`` and an up-to-date output, ``"skipped"`` with the ``reason``
-    :data:`UP_TO_DATE` and nothing else. ``on_frame(1)`` is called after each video frame (progress bars).
+    :data:`UP_TO_DATE` and nothing else. The image's ``options.edits`` are applied (a kept region no longer found, a
+    box outside the image, or edits for a video fail the file). ``on_frame(1)`` is called after each video frame
+    (progress bars).
     """
     record: dict[str, Any] = {"input": str(job.source), "output": str(job.destination), "kind": job.kind}
     analyse_only = eraser.settings.method == NO_IMAGE  # no output: resuming never skips
-    if options.resume and not analyse_only and is_up_to_date(job):
+    edits = options.edits.get(str(job.source))  # its time cannot tell whether an output has them: never skipped
+    if options.resume and not analyse_only and edits is None and is_up_to_date(job):
         return _stamped({**record, "status": "skipped", "reason": UP_TO_DATE})
     start = time.perf_counter()
     try:
         if (kind := special_file(job.source)) is not None:  # replaced since planning: never open it
             raise ValueError(_not_regular(kind))
+        if edits is not None and job.kind == "video":
+            raise ValueError(VIDEO_EDITS)
         if analyse_only:
             if job.kind == "video":  # before any folder is made (write_anonymized_video refuses it too)
                 raise ValueError(NO_VIDEO)
-            record.update(output=None, **_erase_image(eraser, job, options))
+            record.update(output=None, **_erase_image(eraser, job, options, edits))
         else:
             job.destination.parent.mkdir(parents=True, exist_ok=True)
             if job.kind == "image":
-                record.update(_erase_image(eraser, job, options))
+                record.update(_erase_image(eraser, job, options, edits))
             else:
                 record.update(_erase_video(eraser, job, options, on_frame))
         outcome = {"status": ANALYZED if analyse_only else ANONYMIZED}
@@ -337,21 +348,32 @@ def _stamped(record: dict[str, Any]) -> dict[str, Any]:
     return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
 
 
-def _regions(regions: list["Region"]) -> list[dict[str, Any]]:
-    """The regions as records list them: box, area, score, mean score and the estimated number of faces."""
-    return [{"box": [int(v) for v in r.box], "area": int(r.area), "score": round(float(r.score), 4),
-             "mean_score": round(float(r.mean_score), 4), "faces": int(r.faces)} for r in regions]
+def region_records(regions: list["Region"]) -> list[dict[str, Any]]:
+    """The regions as records list them: id, box, area, score, mean score, the estimated number of faces, source
+    (``model`` or ``added`` by hand) and whether the region is erased (False: kept by hand)."""
+    return [{"id": int(r.id), "box": [int(v) for v in r.box], "area": int(r.area), "score": round(float(r.score), 4),
+             "mean_score": round(float(r.mean_score), 4), "faces": int(r.faces), "source": r.source,
+             "erased": bool(r.erased)} for r in regions]
 
 
-def _erase_image(eraser: "FaceEraser", job: FileJob, options: JobOptions) -> dict[str, Any]:
+def image_findings(result: "EraseResult") -> dict[str, Any]:
+    """What an image record says was found and done: ``threshold``, ``regions`` (:func:`region_records`),
+    ``n_regions`` and ``face_estimate`` (of the erased regions) and ``edits`` (a person's review: the regions kept
+    and added, empty lists when there was none). The app and the web page download the same object."""
+    erased = [r for r in result.regions if r.erased]
+    return {"threshold": round(float(result.threshold), 4), "regions": region_records(result.regions),
+            "n_regions": len(erased), "face_estimate": sum(r.faces for r in erased),
+            "edits": result.edits.to_record(result.regions)}
+
+
+def _erase_image(eraser: "FaceEraser", job: FileJob, options: JobOptions, edits: Edits | None) -> dict[str, Any]:
     check_single_frame(job.source)
     pixels, alpha = load_image_with_alpha(job.source, max_pixels=options.max_pixels)
-    result = eraser(pixels)
+    result = eraser.postprocess(pixels, eraser.predict([pixels])[0], edits=edits)  # a bad edit fails the file
     if result.anonymized is not None:  # None: the method none writes nothing
         exif = allowed_exif(job.source) if options.keep_metadata else None
         write_image(result.anonymized, job.destination, exif=exif, alpha=alpha)
-    return {"threshold": round(float(result.threshold), 4), "regions": _regions(result.regions),
-            "n_regions": len(result.regions), "face_estimate": sum(r.faces for r in result.regions)}
+    return image_findings(result)
 
 
 def _erase_video(eraser: "FaceEraser", job: FileJob, options: JobOptions,
@@ -359,7 +381,7 @@ def _erase_video(eraser: "FaceEraser", job: FileJob, options: JobOptions,
     summary = anonymize_video(eraser, job.source, job.destination, temporal_window=eraser.settings.temporal_window,
                               batch_size=eraser.batch_size, output=options.video, keep_metadata=options.keep_metadata,
                               on_frame=on_frame)
-    frame_regions = [{"frame": i, "regions": _regions(r)} for i, r in enumerate(summary.regions) if r]
+    frame_regions = [{"frame": i, "regions": region_records(r)} for i, r in enumerate(summary.regions) if r]
     return {"frames": summary.frames, "codec": summary.codec, "crf": summary.crf,
             "pixel_format": summary.pixel_format, "audio": summary.audio, "warnings": summary.warnings,
             "threshold_range": [round(min(summary.thresholds), 4), round(max(summary.thresholds), 4)],

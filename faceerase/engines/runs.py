@@ -29,6 +29,8 @@ class RunSummary:
     warned: int = 0
     regions: int = 0
     faces: int = 0
+    kept: int = 0
+    added: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -45,6 +47,9 @@ class RunSummary:
             self.warned += bool(record.get("warnings"))
             self.regions += record["n_regions"]
             self.faces += record["face_estimate"]
+            edits = record.get("edits") or {}
+            self.kept += len(edits.get("kept", ()))
+            self.added += len(edits.get("added", ()))
         elif record["status"] == "failed":
             self.failed += 1
         else:
@@ -52,7 +57,7 @@ class RunSummary:
 
     def __str__(self) -> str:
         """One line: files anonymized (with warnings), analyzed (if any), failed and skipped (by reason), regions
-        and the estimated faces in them, time."""
+        and the estimated faces in them (with the regions a review kept un-erased or added, if any), time."""
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
         analyzed = f", {self.analyzed} {ANALYZED} (no image written)" if self.analyzed else ""
@@ -60,7 +65,14 @@ class RunSummary:
                 f"{f' ({self.warned} with warnings)' * bool(self.warned)}{analyzed}, {self.failed} failed, "
                 f"{skipped} skipped{f' ({reasons})' * bool(reasons)}; "
                 f"{self.regions} region{'s' * (self.regions != 1)} "
-                f"(about {self.faces} face{'s' * (self.faces != 1)}); {self.seconds:.1f} s")
+                f"(about {self.faces} face{'s' * (self.faces != 1)}){self._review()}; {self.seconds:.1f} s")
+
+    def _review(self) -> str:
+        """The review's part of the line: the regions kept un-erased (not counted above) and added (counted)."""
+        if not (self.kept or self.added):
+            return ""
+        return (f"; review: {self.kept} region{'s' * (self.kept != 1)} kept un-erased, "
+                f"{self.added} added")
 
 
 def account_for(todo: Plan, job_records: Iterable[dict[str, Any]], report: AuditReport | None = None,

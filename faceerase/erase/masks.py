@@ -25,6 +25,13 @@ class Region:
     """Number of mask pixels in the region."""
     faces: int = 1
     """Estimated number of faces in the region (touching faces make one region): :func:`estimate_faces`."""
+    id: int = 0
+    """1-based number of the region in its image: the model's regions in raster order, then those added by hand
+    (:mod:`faceerase.erase.edits`)."""
+    source: str = "model"
+    """``model`` (found by the network) or ``added`` (by a person reviewing the image)."""
+    erased: bool = True
+    """False for a model region a person kept un-erased (a false positive)."""
 
 
 def refine_mask(mask: np.ndarray, dilation: int = 0, min_area: int = 0, dilation_ratio: float = 0.0) -> np.ndarray:
@@ -81,8 +88,9 @@ def shape_mask(mask: np.ndarray, shape: str = "predicted") -> np.ndarray:
 
 
 def find_regions(mask: np.ndarray, prob: np.ndarray, threshold: float | None = None) -> list[Region]:
-    """Connected regions (8-connectivity) of ``mask`` in raster order, scored with ``prob``, each with its
-    :func:`estimate_faces` of the core where ``prob`` > ``threshold`` (None: the whole region is its core)."""
+    """Connected regions (8-connectivity) of ``mask`` in raster order, numbered from 1, scored with ``prob``, each
+    with its :func:`estimate_faces` of the core where ``prob`` > ``threshold`` (None: the whole region is its
+    core)."""
     mask, prob = check_mask(mask), np.asarray(prob)
     if prob.shape != mask.shape:
         raise ValueError(f"prob shape {prob.shape} does not match mask shape {mask.shape}")
@@ -94,7 +102,7 @@ def find_regions(mask: np.ndarray, prob: np.ndarray, threshold: float | None = N
         inside = prob[y:y + h, x:x + w][region]
         core = region if threshold is None else region & (prob[y:y + h, x:x + w] > threshold)
         regions.append(Region(box=(x, y, w, h), score=float(inside.max()), mean_score=float(inside.mean()),
-                              area=int(stats[i, cv2.CC_STAT_AREA]), faces=estimate_faces(core)))
+                              area=int(stats[i, cv2.CC_STAT_AREA]), faces=estimate_faces(core), id=i))
     return regions
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from faceerase.erase.edits import Edits, apply_edits
 from faceerase.erase.fill import anonymize
 from faceerase.erase.geometry import network_long_side, resize_long_side
 from faceerase.model.loading import (  # noqa: F401  (re-exported: the loading API is also reachable from here)
@@ -50,9 +52,12 @@ class EraseResult:
     mask: np.ndarray
     """Final erased mask, bool (H, W)."""
     regions: list[Region]
+    """The model's regions (a kept one with ``erased`` False), then those added by hand."""
     anonymized: np.ndarray | None
     """Output image, RGB uint8 (H, W, 3), with the region boxes drawn on it with ``draw_boxes``; None with the
     method ``none`` (no image)."""
+    edits: Edits = Edits()
+    """The review applied (:mod:`faceerase.erase.edits`); empty when none was."""
 
 
 class FaceEraser:
@@ -140,9 +145,22 @@ class FaceEraser:
                         probs[i] = p if probs[i] is None else np.maximum(probs[i], p, out=probs[i])
         return probs
 
-    def postprocess(self, image: ImageSource, prob: np.ndarray, **overrides: Any) -> EraseResult:
+    def postprocess(self, image: ImageSource, prob: np.ndarray, *, keep: Sequence[int] = (),
+                    add: Sequence[Sequence[int]] = (), add_shape: str = "ellipse", edits: Edits | None = None,
+                    **overrides: Any) -> EraseResult:
         """Threshold, clean up, shape and anonymize without running the network; ``overrides`` replace fields
-        of :attr:`settings` for this call only."""
+        of :attr:`settings` for this call only.
+
+        A review is applied with ``keep`` (ids of the model's regions to leave un-erased), ``add`` (boxes
+        (x, y, w, h) to erase too, each shaped ``add_shape``: ``ellipse`` or ``box``), or ``edits`` (an
+        :class:`~faceerase.erase.edits.Edits`, e.g. read from an audit record): see
+        :func:`~faceerase.erase.edits.apply_edits`, whose :class:`ValueError` names an unknown region or a box
+        outside the image.
+        """
+        if edits is None:
+            edits = Edits.of(keep, add, add_shape)
+        elif keep or add:
+            raise ValueError("give either edits or keep/add, not both")
         s = self.settings.updated(**overrides)
         image = load_image(image)
         prob = np.asarray(prob, dtype=np.float32)
@@ -154,6 +172,7 @@ class FaceEraser:
         mask = refine_mask(prob > threshold, s.dilation, s.min_area, s.dilation_ratio)
         mask = shape_mask(mask, s.mask_shape)
         regions = find_regions(mask, prob, threshold)
+        mask, regions = apply_edits(mask, prob, regions, edits)
         anonymized = None
         if s.method != NO_IMAGE:
             anonymized = anonymize(image, mask, s.method, color=s.color, mosaic_blocks=s.mosaic_blocks,
@@ -161,7 +180,7 @@ class FaceEraser:
             if s.draw_boxes:
                 anonymized = draw_regions(anonymized, regions)
         return EraseResult(image=image, probabilities=prob, threshold=threshold, mask=mask, regions=regions,
-                           anonymized=anonymized)
+                           anonymized=anonymized, edits=edits)
 
     def __call__(self, image: ImageSource) -> EraseResult:
         """Erase the faces of one image."""
