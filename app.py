@@ -8,6 +8,10 @@ from ``--model`` or the ``FACEERASE_MODEL`` environment variable (folder or Hub 
 Importing the module loads no model and claims no folder; its ``demo`` (the page from the environment variables,
 for tools that import this file) is built on first use.
 
+The image tab's review (issue 20): a click on a region of the review picture keeps it un-erased or erases it again, a
+drag adds a region, without a network pass; the edits are the session's own (a :class:`Review` in gr.State), and
+``/review`` applies one from a script. The audit record downloaded beside the image is the command's report line.
+
 Gradio's files (uploads, outputs) live in a folder of this server's own inside Gradio's temporary folder; it
 is deleted when the server stops (Ctrl-C or SIGTERM), and by the next server if this one was killed.
 """
@@ -15,8 +19,10 @@ is deleted when the server stops (Ctrl-C or SIGTERM), and by the next server if 
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,8 +30,9 @@ import signal
 import tempfile
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import fields, replace
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,12 +40,16 @@ from typing import Any
 import cv2
 import gradio as gr
 import numpy as np
+from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from faceerase.engines.files import ANONYMIZED, image_findings, record_context, stamped
+from faceerase.erase.edits import ADD_SHAPES, Added, Edits, clip_box
 from faceerase.erase.fill import METHODS
-from faceerase.erase.masks import MASK_SHAPES
-from faceerase.erase.pipeline import FaceEraser, ModelLoadError, load_model
+from faceerase.erase.masks import MASK_SHAPES, Region
+from faceerase.erase.overlay import BOX_COLOR, KEPT_COLOR
+from faceerase.erase.pipeline import EraseResult, FaceEraser, ModelLoadError, load_model
 from faceerase.erase.thresholds import THRESHOLD_MODES
 from faceerase.media.images import InvalidImageError, default_max_pixels, load_image, write_image
 from faceerase.media.video import TemporalMax, anonymize_frames
@@ -80,6 +91,8 @@ MORE_CONTROLS = tuple(f.name for f in fields(EraseSettings) if f.name not in OWN
 CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, all sessions together
 SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's temporary folder
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
+MASK_RGB = tuple(int(MASK_COLOR[i:i + 2], 16) for i in (1, 3, 5))
+ADDED_COLOR = (0, 170, 255)  # RGB of a region added by hand on the review picture
 HIST_LEFT, HIST_RIGHT, THRESHOLD_RGB = 44, 10, (220, 30, 30)  # the histogram's margins (px), its threshold line
 
 
@@ -170,7 +183,7 @@ def heat_map(prob: np.ndarray) -> np.ndarray:
 def mask_layer(mask: np.ndarray) -> np.ndarray:
     """The face mask as an RGBA image: :data:`MASK_COLOR` where masked, transparent elsewhere."""
     layer = np.zeros((*mask.shape, 4), np.uint8)
-    layer[mask] = (*(int(MASK_COLOR[i:i + 2], 16) for i in (1, 3, 5)), 255)
+    layer[mask] = (*MASK_RGB, 255)
     return layer
 
 
@@ -213,6 +226,37 @@ def threshold_x(threshold: float, width: int = 480) -> int:
     return HIST_LEFT + int(np.clip(threshold, 0, 1) * (width - HIST_LEFT - HIST_RIGHT))
 
 
+def review_picture(image: np.ndarray, mask: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
+    """The original ``image`` with the erased ``mask`` tinted :data:`MASK_COLOR` and each region's box drawn and
+    labelled with its id: ``1: 0.98`` (its score) for an erased model region in the library's box colour,
+    ``1: kept`` in its kept colour, ``2: added`` in :data:`ADDED_COLOR`."""
+    out = image.copy()
+    out[mask] = (out[mask] * 0.55 + np.array(MASK_RGB) * 0.45).astype(np.uint8)
+    side = max(image.shape[:2])
+    thickness, scale, font = max(1, round(side / 400)), max(0.4, side / 1200), cv2.FONT_HERSHEY_SIMPLEX
+    for region in regions:
+        color, words = ((ADDED_COLOR, "added") if region.source == "added" else
+                        (BOX_COLOR, f"{region.score:.2f}") if region.erased else (KEPT_COLOR, "kept"))
+        label, (x, y, w, h) = f"{region.id}: {words}", region.box
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), color, thickness)
+        (text_w, text_h), base = cv2.getTextSize(label, font, scale, thickness)
+        tag_h = text_h + base + 2 * thickness
+        top = y - tag_h if y >= tag_h else y  # above the box, else inside it
+        cv2.rectangle(out, (x, top), (x + text_w + 2 * thickness, top + tag_h), color, -1)
+        cv2.putText(out, label, (x + thickness, top + thickness + text_h), font, scale, (0, 0, 0), thickness,
+                    cv2.LINE_AA)
+    return out
+
+
+def region_table(regions: Sequence[Region]) -> str:
+    """The regions as a Markdown table: id, score, what happens to it (erased, kept or added) and its box."""
+    if not regions:
+        return "No regions: drag a box on the review picture to add one."
+    rows = [f"| {r.id} | {r.score:.2f} | {'added' if r.source == 'added' else 'erased' if r.erased else '**kept**'} "
+            f"| {r.box[0]}, {r.box[1]}, {r.box[2]}×{r.box[3]} |" for r in regions]
+    return "\n".join(["| region | score | | box (x, y, w×h) |", "|---|---|---|---|", *rows])
+
+
 # --------------------------------------------------------------------------- output files
 
 def output_folder() -> Path:
@@ -239,14 +283,46 @@ def save_png(pixels: np.ndarray, folder: Path, name: str) -> str:
     return str(path)
 
 
+def upload_name(upload: dict) -> str:
+    """The file name of ``upload`` (Gradio's file data) as its user knows it."""
+    return Path(upload.get("orig_name") or upload["path"]).name
+
+
+def upload_stem(upload: dict) -> str:
+    """The stem of :func:`upload_name` with letters, digits, ``.``, ``-`` and ``_`` kept (``image`` if none is)."""
+    return re.sub(r"[^\w.-]+", "_", Path(upload_name(upload)).stem).strip("._")[:100] or "image"
+
+
 def download_name(upload: dict) -> str:
     """The anonymized image's file name for the readable ``upload`` (Gradio's file data):
-    ``<upload stem>-anonymized`` (letters, digits, ``.``, ``-`` and ``_`` kept) and the extension of the upload's
-    format in :data:`DOWNLOAD_EXTENSIONS`, else ``.png``."""
+    ``<upload stem>-anonymized`` (:func:`upload_stem`) and the extension of the upload's format in
+    :data:`DOWNLOAD_EXTENSIONS`, else ``.png``."""
     with Image.open(upload["path"]) as image:
         extension = DOWNLOAD_EXTENSIONS.get(image.format, ".png")
-    stem = re.sub(r"[^\w.-]+", "_", Path(upload.get("orig_name") or upload["path"]).stem).strip("._")[:100]
-    return f"{stem or 'image'}-anonymized{extension}"
+    return f"{upload_stem(upload)}-anonymized{extension}"
+
+
+def record_name(upload: dict) -> str:
+    """The audit record's file name for ``upload``: ``<upload stem>.faceerase.json`` (:func:`upload_stem`)."""
+    return f"{upload_stem(upload)}.faceerase.json"
+
+
+def audit_record(result: EraseResult, eraser: FaceEraser, upload: dict, output: str) -> dict[str, Any]:
+    """The audit record of ``result`` (``eraser``'s erasing of ``upload``, downloaded as ``output``): one line of
+    the command's report (:func:`faceerase.engines.files.image_findings` and the model and settings), ``input`` and
+    ``output`` named as the user knows them."""
+    return stamped({"input": upload_name(upload), "output": output, "kind": "image", **image_findings(result),
+                    **record_context(eraser, eraser.identity), "status": ANONYMIZED})
+
+
+def save_record(record: dict[str, Any], folder: Path, name: str) -> str:
+    """Write ``record`` as one JSON line, ``folder/name``; returns its path."""
+    path = folder / name
+    try:
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    except OSError:
+        raise gr.Error("Could not write the audit record on the server.") from None
+    return str(path)
 
 
 def save_download(pixels: np.ndarray, folder: Path, name: str) -> str:
@@ -261,9 +337,9 @@ def save_download(pixels: np.ndarray, folder: Path, name: str) -> str:
 
 
 def served(path: str) -> dict:
-    """The payload of an image component showing the file ``path`` (for events that skip postprocessing); its
-    download button saves the file under its own name."""
-    return gr.FileData(path=path, orig_name=Path(path).name).model_dump()
+    """The payload of an image or file component showing the file ``path`` (for events that skip
+    postprocessing); its download button saves the file under its own name."""
+    return gr.FileData(path=path, orig_name=Path(path).name, size=os.path.getsize(path)).model_dump()
 
 
 def annotated(image: str, mask: str | None) -> dict:
@@ -271,6 +347,144 @@ def annotated(image: str, mask: str | None) -> dict:
     :func:`mask_layer`; None when nothing is masked) as its annotation."""
     return {"image": served(image), "annotations": [] if mask is None else [
         {"image": served(mask), "label": MASK_LABEL}]}
+
+
+# --------------------------------------------------------------------------- review
+
+REVIEW_HELP = ("**Review before publishing.** Click a region to keep it un-erased (a false positive: a sign, a pet, "
+               "a texture); click it again to erase it again. Drag a box to erase a region the model missed (click "
+               "it to remove it). The result, this list and both downloads follow at once.")
+REVIEW_JS = """() => {
+  // Pointer events on the review picture (#review-image): a click (under MIN_DRAG px of movement) toggles the region
+  // under the pointer, a drag adds a box; each is written, in image pixels, as JSON into the hidden #review-action
+  // box, then the hidden #review-send button runs the review handler on it.
+  const MIN_DRAG = 5;
+  let start = null, band = null;
+  const style = document.createElement("style");
+  style.textContent = "#review-image img { cursor: crosshair; touch-action: none; user-select: none; " +
+    "-webkit-user-drag: none; } #review-band { position: fixed; z-index: 1000; pointer-events: none; " +
+    "border: 2px dashed #00aaff; background: rgba(0, 170, 255, 0.15); }";
+  document.head.appendChild(style);
+  const picture = (event) => event.target instanceof HTMLImageElement && event.target.closest("#review-image") ?
+    event.target : null;
+  function toImage(img, clientX, clientY) {  // CSS pixels to image pixels (object-fit fill, contain or scale-down)
+    const rect = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+    let sx = rect.width / img.naturalWidth, sy = rect.height / img.naturalHeight;
+    if (fit !== "fill") sx = sy = Math.min(sx, sy, fit === "scale-down" ? 1 : Infinity);
+    const x = (clientX - rect.left - (rect.width - img.naturalWidth * sx) / 2) / sx;
+    const y = (clientY - rect.top - (rect.height - img.naturalHeight * sy) / 2) / sy;
+    return [Math.min(Math.max(x, 0), img.naturalWidth), Math.min(Math.max(y, 0), img.naturalHeight)];
+  }
+  function send(action) {
+    const box = document.querySelector("#review-action textarea");
+    box.value = JSON.stringify(action);
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+    setTimeout(() => document.querySelector("#review-send").click());  // once the box's value has reached the page
+  }
+  document.addEventListener("dragstart", (event) => { if (picture(event)) event.preventDefault(); }, true);
+  document.addEventListener("pointerdown", (event) => {
+    const img = picture(event);
+    if (!img || event.button !== 0 || !img.naturalWidth) return;
+    event.preventDefault();
+    img.setPointerCapture(event.pointerId);
+    start = {img, x: event.clientX, y: event.clientY};
+  }, true);
+  document.addEventListener("pointermove", (event) => {
+    if (!start || Math.hypot(event.clientX - start.x, event.clientY - start.y) < MIN_DRAG) return;
+    if (!band) {
+      band = document.createElement("div");
+      band.id = "review-band";
+      document.body.appendChild(band);
+    }
+    Object.assign(band.style, {left: Math.min(start.x, event.clientX) + "px", top: Math.min(start.y, event.clientY) +
+      "px", width: Math.abs(event.clientX - start.x) + "px", height: Math.abs(event.clientY - start.y) + "px"});
+  }, true);
+  document.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const {img, x, y} = start, dragged = Math.hypot(event.clientX - x, event.clientY - y) >= MIN_DRAG;
+    start = null;
+    if (band) { band.remove(); band = null; }
+    const [x0, y0] = toImage(img, x, y), [x1, y1] = toImage(img, event.clientX, event.clientY);
+    if (!dragged) send({click: [Math.floor(x0), Math.floor(y0)]});
+    else send({add: [Math.round(Math.min(x0, x1)), Math.round(Math.min(y0, y1)), Math.round(Math.abs(x1 - x0)),
+                     Math.round(Math.abs(y1 - y0))]});
+  }, true);
+}"""
+"""The page's script (run once when it loads): the review picture's clicks and drags, sent to the review handler."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """The image tab's state in one session (a gr.State: never seen by another session): the image last erased,
+    how, and a person's edits of it (:mod:`faceerase.erase.edits`)."""
+
+    upload: dict
+    """Gradio's file data of the image."""
+    digest: str
+    """Its :func:`image_digest`: another image starts a new review."""
+    settings: EraseSettings
+    key: str | None
+    """Its probability map in the :class:`ProbabilityCache` (None: not cached)."""
+    edits: Edits = Edits()
+    regions: tuple[Region, ...] = ()
+    """The regions shown, edits applied (model regions, then added ones): what the next action refers to."""
+
+
+def image_digest(image: np.ndarray) -> str:
+    """What identifies the pixels of a C-contiguous ``image`` (hashed in place, not copied)."""
+    return f"{hashlib.sha1(image).hexdigest()}-{image.shape}"
+
+
+def parse_action(text: str) -> tuple[str, tuple[int, ...]]:
+    """One review action from its JSON: ``{"click": [x, y]}`` toggles the region whose box holds that pixel,
+    ``{"toggle": id}`` the region ``id`` (a model region is kept un-erased, or erased again; an added one is
+    removed), ``{"add": [x, y, w, h]}`` erases that box too. Returns the action's name and its whole numbers; a
+    gr.Error says what is malformed."""
+    sizes = {"click": 2, "toggle": 1, "add": 4}
+    try:
+        action = json.loads(text)
+        (name, value), = action.items()
+        numbers = tuple(int(round(float(v))) for v in (value if isinstance(value, list) else [value]))
+        if name not in sizes or len(numbers) != sizes[name]:
+            raise ValueError(name)
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        raise gr.Error(f"Invalid review action {text[:200]!r}: give one of {{\"click\": [x, y]}}, "
+                       f"{{\"toggle\": id}} or {{\"add\": [x, y, w, h]}}") from None
+    return name, numbers
+
+
+def region_at(regions: Sequence[Region], x: int, y: int) -> int | None:
+    """The id of the region whose box holds the pixel (``x``, ``y``), the smallest box where several do; None
+    where none does."""
+    inside = [r for r in regions if r.box[0] <= x < r.box[0] + r.box[2] and r.box[1] <= y < r.box[1] + r.box[3]]
+    return min(inside, key=lambda r: r.box[2] * r.box[3]).id if inside else None
+
+
+def toggled(edits: Edits, regions: Sequence[Region], region_id: int) -> Edits:
+    """``edits`` with the region ``region_id`` of ``regions`` (those shown) toggled: a model region kept un-erased
+    (its box recorded) or erased again, an added region removed."""
+    region = next((r for r in regions if r.id == region_id), None)
+    if region is None:
+        raise gr.Error(f"There is no region {region_id}: the image has {len(regions)} region"
+                       f"{'s' * (len(regions) != 1)}.")
+    if region.source == "added":
+        index = region_id - 1 - sum(r.source == "model" for r in regions)
+        return replace(edits, add=edits.add[:index] + edits.add[index + 1:])
+    kept = dict(zip(edits.keep, edits.kept_boxes))
+    if kept.pop(region_id, None) is None:
+        kept[region_id] = region.box
+    return replace(edits, keep=tuple(kept), kept_boxes=tuple(kept.values()))
+
+
+def with_added(edits: Edits, box: tuple[int, ...], shape: str, width: int, height: int) -> Edits:
+    """``edits`` with the ``box`` (x, y, w, h), cut to the ``width`` x ``height`` image, added as a region shaped
+    ``shape``; a gr.Error when the box is empty or outside the image."""
+    try:
+        added = Added(box, shape)  # type: ignore[arg-type]
+        added = replace(added, box=clip_box(added.box, width, height))
+    except ValueError as error:
+        raise gr.Error(f"Cannot add this region: {error}") from None
+    return replace(edits, add=(*edits.add, added))
 
 
 # --------------------------------------------------------------------------- handlers
@@ -289,10 +503,10 @@ class ProbabilityCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(session: str, image: np.ndarray, settings: EraseSettings) -> str:
-        """The key of a C-contiguous ``image`` run with the network ``settings`` in ``session`` (hashed in place,
-        not copied)."""
-        return f"{session}-{hashlib.sha1(image).hexdigest()}-{image.shape}-{settings.group('network')}"
+    def key(session: str, digest: str, settings: EraseSettings) -> str:
+        """The key of the image of :func:`image_digest` ``digest`` run with the network ``settings`` in
+        ``session``."""
+        return f"{session}-{digest}-{settings.group('network')}"
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
@@ -354,40 +568,91 @@ class Handlers:
             return None
         return gr.skip()
 
-    def erase_image(self, upload: dict | None, request: gr.Request, **controls: Any) -> tuple:
+    def erase_image(self, upload: dict | None, review: Review | None, request: gr.Request, **controls: Any) -> tuple:
         """Image tab: network pass (skipped when this session has seen this image with these network settings),
-        then post-processing; ``controls``: the values of the tab's controls, by setting.
+        then post-processing with the session's ``review`` of this image (none for another image);
+        ``controls``: the values of the tab's controls, by setting.
 
         Takes and returns Gradio's payloads (the event neither preprocesses nor postprocesses), the images as files
-        of :func:`output_folder`.
+        of :func:`output_folder`: the probability map, histogram, threshold, then the outputs of :meth:`show`.
         """
         if not upload:
-            return None, None, None, None, None, ""
+            return None, None, None, None, None, "", None, "", None, None
         settings = self.settings_of(controls)
         image = self.read_upload(upload)
-        eraser = self.eraser(settings)
-        key = self.cache.key(request.session_hash, image, settings) if request.session_hash else None
-        prob = self.cache.get(key) if key else None
-        if prob is not None:
-            network = "network skipped (cached probabilities)"
-        else:
-            start = time.perf_counter()
-            prob = eraser.predict([image])[0]
-            network = (f"network {1000 * (time.perf_counter() - start):.0f} ms at "
-                       f"{settings.input_size or 'original'} px")
-            if key:
-                self.cache.put(key, prob)
-        result = eraser.postprocess(image, prob)
-        n, faces = len(result.regions), sum(r.faces for r in result.regions)
-        summary = (f"**{n} region{'s' * (n != 1)} (about {faces} face{'s' * (faces != 1)})**, "
-                   f"{100 * result.mask.mean():.1f}% of the image masked · "
-                   f"threshold {result.threshold:.3f} ({settings.threshold_mode}) · {network}")
-        folder = output_folder()
-        mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
+        digest = image_digest(image)
+        key = self.cache.key(request.session_hash, digest, settings) if request.session_hash else None
+        edits = review.edits if review is not None and review.digest == digest else Edits()
+        prob, network = self.probabilities(image, settings, key)
+        result, folder, shown = self.show(Review(upload, digest, settings, key, edits), image, prob, network)
         return (served(save_png(heat_map(prob), folder, "probability")),
                 served(save_png(histogram(prob, result.threshold), folder, "histogram")),
-                round(float(result.threshold), 4), annotated(save_png(image, folder, "image"), mask),
-                served(save_download(result.anonymized, folder, download_name(upload))), summary)
+                round(float(result.threshold), 4), *shown)
+
+    def review(self, action: str, add_shape: str, review: Review | None) -> tuple:
+        """Image tab's review (the review picture's clicks and drags, or ``/review``): one :func:`parse_action`
+        applied to this session's edits of the image last erased (an added box shaped ``add_shape``), then that
+        image shown again by :meth:`show`, without a network pass while its probabilities are cached."""
+        if review is None:
+            raise gr.Error("There is nothing to review yet: erase an image first.")
+        name, numbers = parse_action(action)
+        image = self.read_upload(review.upload)
+        if name == "add":
+            edits = with_added(review.edits, numbers, add_shape, image.shape[1], image.shape[0])
+        else:
+            region_id = numbers[0] if name == "toggle" else region_at(review.regions, *numbers)
+            if region_id is None:
+                raise gr.Error("No region there: click inside a region's box, or drag a box to add one.")
+            edits = toggled(review.edits, review.regions, region_id)
+        prob, network = self.probabilities(image, review.settings, review.key)
+        return self.show(replace(review, edits=edits), image, prob, network)[2]
+
+    def probabilities(self, image: np.ndarray, settings: EraseSettings, key: str | None) -> tuple[np.ndarray, str]:
+        """The face probabilities of ``image`` with the network ``settings``: this session's cached map at ``key``,
+        else a network pass (then cached); and what the summary says of it."""
+        prob = self.cache.get(key) if key else None
+        if prob is not None:
+            return prob, "network skipped (cached probabilities)"
+        start = time.perf_counter()
+        prob = self.eraser(settings).predict([image])[0]
+        if key:
+            self.cache.put(key, prob)
+        return prob, f"network {1000 * (time.perf_counter() - start):.0f} ms at {settings.input_size or 'original'} px"
+
+    def show(self, review: Review, image: np.ndarray, prob: np.ndarray,
+             network: str) -> tuple[EraseResult, Path, tuple]:
+        """Post-process ``image`` with the settings and edits of ``review`` and write what the page shows into a
+        new :func:`output_folder`. Kept regions that are not there with these settings (the regions changed) are
+        erased again, and the summary says so; added ones stay.
+
+        Returns the result, the folder and the payloads of the mask overlay, the download, the summary (which
+        ends with ``network``), the review picture, the region table, the audit record and the new ``review``.
+        """
+        eraser, note = self.eraser(review.settings), ""
+        try:
+            result = eraser.postprocess(image, prob, edits=review.edits)
+        except ValueError:  # a kept region is not where it was reviewed (or is gone): never keep another one
+            if not review.edits.keep:
+                raise
+            review = replace(review, edits=replace(review.edits, keep=(), kept_boxes=()))
+            result = eraser.postprocess(image, prob, edits=review.edits)
+            note = " · the regions changed with these settings: the kept ones are erased again"
+        review = replace(review, regions=tuple(result.regions))
+        folder = output_folder()
+        download = save_download(result.anonymized, folder, download_name(review.upload))
+        record = audit_record(result, eraser, review.upload, Path(download).name)
+        n, faces = record["n_regions"], record["face_estimate"]
+        edited = ""
+        if review.edits:
+            edited = f" · reviewed: {len(review.edits.keep)} kept, {len(review.edits.add)} added"
+        summary = (f"**{n} region{'s' * (n != 1)} (about {faces} face{'s' * (faces != 1)})**, "
+                   f"{100 * result.mask.mean():.1f}% of the image masked · threshold {result.threshold:.3f} "
+                   f"({review.settings.threshold_mode}) · {network}{edited}{note}")
+        mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
+        return result, folder, (
+            annotated(save_png(image, folder, "image"), mask), served(download), summary,
+            served(save_png(review_picture(image, result.mask, result.regions), folder, "review")),
+            region_table(result.regions), served(save_record(record, folder, record_name(review.upload))), review)
 
     def erase_frame(self, upload: dict | None, **controls: Any) -> str | None:
         """API only (``/erase_frame``): one image (Gradio's file data) anonymized like a webcam frame (one network
@@ -401,23 +666,70 @@ class Handlers:
         return save_png(result.anonymized, output_folder(), "anonymized")
 
     def stream_frame(self, frame: np.ndarray | None, state: dict | None, **controls: Any) -> tuple:
-        """Webcam tab: anonymize one streamed frame with temporal smoothing over the last frames; report frames per
-        second. ``controls``: the values of the tab's controls, by setting."""
+        """Webcam tab: anonymize one streamed frame with temporal smoothing over the last frames; report the frames
+        per second sent back (:class:`FrameRate`) and the server's time per frame. ``controls``: the values of the
+        tab's controls, by setting.
+
+        Returns the payloads themselves (the event skips postprocessing): the frame as a JPEG in the payload
+        (:func:`jpeg_payload`: nothing written on the server, no second request from the page), the readout as
+        Markdown, the state.
+        """
         if frame is None:
             return None, "", state
         settings = self.settings_of(controls).live()
         if state is None or state["smoother"].window != settings.temporal_window:
-            state = {"smoother": TemporalMax(settings.temporal_window), "last": None, "fps": 0.0}
+            state = {"smoother": TemporalMax(settings.temporal_window), "rate": FrameRate()}
         start = time.perf_counter()
         result = next(anonymize_frames(self.eraser(settings), iter([frame]), state["smoother"], batch_size=1))
+        image = jpeg_payload(result.anonymized)
         now = time.perf_counter()
-        if state["last"] is not None:
-            rate = 1.0 / max(now - state["last"], 1e-6)
-            state["fps"] = rate if state["fps"] == 0 else 0.8 * state["fps"] + 0.2 * rate
-        state["last"] = now
-        return (save_png(result.anonymized, output_folder(), "anonymized"),
-                f"**{state['fps']:.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
-                f"({settings.input_size} px network input)", state)
+        return (image, f"**{state['rate'](now):.1f} frames/s** · {1000 * (now - start):.0f} ms per frame "
+                       f"({settings.input_size} px network input)", state)
+
+
+# --------------------------------------------------------------------------- the webcam tab
+
+WEBCAM_SIZE = (640, 480)
+"""The camera resolution the webcam tab asks the browser for (Gradio asks for 1920x1440 by default): every webcam
+offers it, and the frames are sent, anonymized and shown at that size: a ninth of the pixels to encode, upload,
+decode, fill and send back; the network sees the live input size of it."""
+WEBCAM_CONSTRAINTS = {"video": {"width": {"ideal": WEBCAM_SIZE[0]}, "height": {"ideal": WEBCAM_SIZE[1]}}}
+"""The browser's ``getUserMedia`` constraints that ask for :data:`WEBCAM_SIZE`."""
+STREAM_EVERY = 0.04
+"""Seconds between the frames the webcam tab sends (25 a second at most). Gradio's page sends one each interval,
+even while the last one is on the server, which anonymizes the latest it has: a longer interval caps the rate
+(0.1 s: 10 frames/s at best, fewer since a frame waits for the next tick), a shorter one sends frames that are
+dropped."""
+LIVE_JPEG_QUALITY = 85  # of the anonymized webcam frames sent back
+RATE_WINDOW = 2.0  # seconds of frames the webcam tab's frame rate counts
+
+
+class FrameRate:
+    """Frames per second over the last ``window`` seconds, counted as frames are sent back: the rate at which the
+    page receives them (the webcam tab sends the next one meanwhile), not the inverse of the time one takes on the
+    server."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def __call__(self, now: float) -> float:
+        """Count a frame sent back at ``now`` (seconds on a monotonic clock); the rate over the window ending
+        then (0 while it holds one frame)."""
+        self._times.append(now)
+        while now - self._times[0] > self.window:
+            self._times.popleft()
+        span = now - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def jpeg_payload(pixels: np.ndarray, quality: int = LIVE_JPEG_QUALITY) -> dict:
+    """The payload of an image component showing RGB ``pixels`` as a JPEG in a ``data:`` URL, for an event that
+    skips postprocessing: the page shows it as it arrives, and no file is written on the server."""
+    ok, encoded = cv2.imencode(".jpg", pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise gr.Error("Could not encode the anonymized frame on the server.")
+    return ImageData(url="data:image/jpeg;base64," + base64.b64encode(encoded).decode("ascii")).model_dump()
 
 
 def control_value(name: str, value: Any) -> Any:
@@ -489,6 +801,21 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                 result = gr.Image(label="Anonymized", interactive=False, buttons=["download", "fullscreen"],
                                   elem_id="result-image")
             with gr.Row():
+                with gr.Column(scale=3):
+                    gr.Markdown(REVIEW_HELP)
+                    review_image = gr.Image(label="Review: click a region to keep it, drag a box to add one",
+                                            interactive=False, buttons=[], elem_id="review-image")
+                with gr.Column(scale=2):
+                    regions = gr.Markdown(elem_id="region-list")
+                    add_shape = gr.Radio(list(ADD_SHAPES), value=ADD_SHAPES[0], label="Shape of an added region",
+                                         info="erased inside the box you drag: the ellipse inscribed in it, or "
+                                              "the whole box")
+                    record = gr.File(label="Audit record (JSON: the command's report line)", interactive=False,
+                                     elem_id="review-record")
+                    action = gr.Textbox(label="Review action", visible="hidden", elem_id="review-action")
+                    send = gr.Button(visible="hidden", elem_id="review-send")
+            review = gr.State()
+            with gr.Row():
                 with gr.Column(scale=2):
                     summary = gr.Markdown(elem_id="summary")
                     hist = gr.Image(label="Histogram of probabilities", show_label=False, interactive=False)
@@ -516,31 +843,38 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
             for control in more:
                 triggers += [control.change] if isinstance(control, (gr.Checkbox, gr.Dropdown)) else [
                     control.submit, control.blur]
-            erasing = gr.on(triggers, handlers.erase_image, inputs=[source],
+            shown = [overlay, result, summary, review_image, regions, record, review]
+            erasing = gr.on(triggers, handlers.erase_image, inputs=[source, review],
                             inputs_kwargs={"mode": mode, "fixed": fixed, "method": method, "dilation": dilation,
                                            "shape": shape, "input_size": size, **dict(zip(MORE_CONTROLS, more))},
-                            outputs=[heat, hist, threshold_used, overlay, result, summary],
+                            outputs=[heat, hist, threshold_used, *shown],
                             api_name="erase", preprocess=False, postprocess=False, trigger_mode="always_last",
                             show_progress="minimal")
             erasing.success(toggle_threshold, source, threshold_used, queue=False, api_visibility="private")
             erasing.failure(handlers.clear_unreadable, source, source, preprocess=False, queue=False,
                             api_visibility="private")
+            send.click(handlers.review, [action, add_shape, review], shown, api_name="review", preprocess=False,
+                       postprocess=False, trigger_mode="once", show_progress="minimal")
+            demo.load(None, js=REVIEW_JS, api_visibility="private")
         with gr.Tab("Webcam"):
-            gr.Markdown("Live anonymization of your camera: one network pass a frame at the live input size, and "
-                        "the maximum over a temporal window of frames, so that a face missed once does not flash.")
+            gr.Markdown(f"Live anonymization of your camera at {WEBCAM_SIZE[0]}x{WEBCAM_SIZE[1]}: one network pass "
+                        "a frame at the live input size, and the maximum over a temporal window of frames, so that a "
+                        "face missed once does not flash.")
             with gr.Row():
-                camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
-                live = gr.Image(label="Anonymized", interactive=False)
+                camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy",
+                                  webcam_options=gr.WebcamOptions(constraints=WEBCAM_CONSTRAINTS))
+                live = gr.Image(label="Anonymized", interactive=False, elem_id="live-image")
             with gr.Row():
                 live_method = gr.Dropdown(methods, value="blur", label="Anonymization", info=methods_info)
-                live_size = gr.Dropdown(input_sizes, value=settings.live_input_size, label="Live input size")
+                live_size = gr.Dropdown(input_sizes, value=settings.live_input_size, label="Live input size",
+                                        info=f"long side seen by the network, at most {max(WEBCAM_SIZE)} px")
                 window = settings_control("temporal_window", settings.temporal_window)
                 fps = gr.Markdown(elem_id="fps")
             live_state = gr.State()
             live_controls = {"method": live_method, "live_input_size": live_size, "temporal_window": window}
             camera.stream(handlers.stream_frame, [camera, live_state], [live, fps, live_state],
-                          inputs_kwargs=live_controls, stream_every=0.1, time_limit=120, concurrency_limit=2,
-                          api_visibility="private")
+                          inputs_kwargs=live_controls, postprocess=False, stream_every=STREAM_EVERY, time_limit=120,
+                          concurrency_limit=2, show_progress="hidden", api_visibility="private")
             # API clients cannot consume a stream: /erase_frame takes one frame, with no trigger on the page.
             frame, frame_result = gr.Image(visible=False), gr.Image(visible=False)
             gr.on([], handlers.erase_frame, [frame], frame_result, api_name="erase_frame", preprocess=False,

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from faceerase import cli
-from faceerase.erase.pipeline import ONNX_NAME
+from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, ONNX_NAME
 from faceerase.model.network import FaceEraseUNet
 from faceerase.model.onnx_model import export_onnx
 from fixtures_app import make_low_model
@@ -89,8 +89,9 @@ def run(low_model_dir: Path, capsys: pytest.CaptureFixture) -> Callable[..., tup
 @pytest.fixture(scope="session")
 def app_urls(low_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The app served in this process as ``python app.py`` serves it (``app.build_demo`` and ``app.launch``), at
-    two URLs: ``ok`` on the low model, ``broken`` on a model that cannot load. Gradio's files go to a temporary
-    folder of the session; the servers stop at its end."""
+    three URLs: ``ok`` on the low model, ``broken`` on a model that cannot load, ``shipped`` on the embedded model
+    (``hub/``: real faces found, for the review). Gradio's files go to a temporary folder of the session; the servers
+    stop at its end."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
@@ -99,7 +100,8 @@ def app_urls(low_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         import app  # here: Gradio takes seconds to import, and only the tests of the app need it
 
         demos = {"ok": app.build_demo(str(low_model_dir)),
-                 "broken": app.build_demo(str(tmp_path_factory.mktemp("app") / "no-such-model"))}
+                 "broken": app.build_demo(str(tmp_path_factory.mktemp("app") / "no-such-model")),
+                 "shipped": app.build_demo(str(DEFAULT_MODEL_DIR))}
         try:
             for demo in demos.values():
                 app.launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

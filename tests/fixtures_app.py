@@ -74,9 +74,9 @@ def _free_port() -> int:
 
 class AppServer:
     """``python app.py --model ... --port ...`` in a subprocess, with Gradio's temporary folder ``temp_dir``
-    (``GRADIO_TEMP_DIR``) when given."""
+    (``GRADIO_TEMP_DIR``) when given; ``app``: the script served (default: this checkout's ``app.py``)."""
 
-    def __init__(self, model: str, log: Path, temp_dir: Path | None = None):
+    def __init__(self, model: str, log: Path, temp_dir: Path | None = None, app: Path = REPO / "app.py"):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
@@ -86,7 +86,7 @@ class AppServer:
         if temp_dir is not None:
             env["GRADIO_TEMP_DIR"] = str(temp_dir)
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "--model", model, "--port", str(self.port)],
+            [sys.executable, str(app), "--model", model, "--port", str(self.port)],
             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
     def wait(self, timeout: float = 90.0) -> "AppServer":

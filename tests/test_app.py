@@ -43,38 +43,42 @@ def pixels(path: str) -> np.ndarray:
 
 
 def test_upload_returns_all_outputs(client, photo):
-    heat, hist, threshold, overlay, result, summary = erase(client, photo)
+    heat, hist, threshold, overlay, result, summary, review, regions, record = erase(client, photo)
     assert pixels(heat).shape == (90, 120, 3)
     assert pixels(result).shape == (90, 120, 3)
     assert pixels(overlay["image"]).shape == (90, 120, 3)
     assert pixels(hist).shape == (200, 480, 3)
+    assert pixels(review).shape == (90, 120, 3)
     assert 0.0 < threshold < 1.0
     assert "region" in summary and "(about " in summary and "threshold" in summary
+    assert regions.startswith("No regions")  # auto masks nothing with the low model
+    assert Path(record).name == "photo.faceerase.json" and json.loads(Path(record).read_text())["edits"] == {
+        "kept": [], "added": []}
 
 
 def test_post_processing_controls_reuse_the_cached_probabilities(client, photo):
     erase(client, photo, size=384)
     for method in ("inpaint_telea", "inpaint_ns", "blur", "mosaic", "solid"):
-        *_, result, summary = erase(client, photo, size=384, method=method, mode="fixed", fixed=0.001)
+        result, summary = erase(client, photo, size=384, method=method, mode="fixed", fixed=0.001)[4:6]
         assert "network skipped" in summary, method
         assert pixels(result).shape == (90, 120, 3)
     for mode in ("auto", "seed", "fixed"):
-        _, _, threshold, *_, summary = erase(client, photo, size=384, mode=mode, fixed=0.42)
+        _, _, threshold, _, _, summary = erase(client, photo, size=384, mode=mode, fixed=0.42)[:6]
         assert "network skipped" in summary, mode
         assert threshold == pytest.approx(0.42) if mode == "fixed" else threshold != pytest.approx(0.42)
     for shape in ("ellipse", "box"):
-        assert "network skipped" in erase(client, photo, size=384, mode="seed", shape=shape, dilation=5)[-1]
-    assert "network skipped" not in erase(client, photo, size=512)[-1]  # a new input size re-runs it
+        assert "network skipped" in erase(client, photo, size=384, mode="seed", shape=shape, dilation=5)[5]
+    assert "network skipped" not in erase(client, photo, size=512)[5]  # a new input size re-runs it
 
 
 def test_faceless_image_auto_masks_nothing_but_seed_masks_something(client, tmp_path):
     grey = tmp_path / "grey.png"
     write_image(grey, size=(96, 96), value=128)
-    _, _, threshold, overlay, result, summary = erase(client, grey, mode="auto", method="solid")
+    _, _, threshold, overlay, result, summary = erase(client, grey, mode="auto", method="solid")[:6]
     assert threshold >= 0.3 and overlay["annotations"] == []
     assert summary.startswith("**0 regions (about 0 faces)**")
     assert np.array_equal(pixels(result), np.full((96, 96, 3), 128, np.uint8))
-    _, _, threshold, overlay, result, _ = erase(client, grey, mode="seed", method="solid")
+    _, _, threshold, overlay, result, _ = erase(client, grey, mode="seed", method="solid")[:6]
     assert threshold < 0.3 and len(overlay["annotations"]) == 1
     assert (pixels(result) == 0).all(axis=-1).any()
 
@@ -124,7 +128,7 @@ def test_concurrent_identical_requests_all_succeed(app_urls, tmp_path):
         errors = []
         for _ in range(requests):
             try:
-                *_, result, _ = erase(client, noisy, mode="seed", method="solid")
+                result = erase(client, noisy, mode="seed", method="solid")[4]
                 assert pixels(result).shape == (480, 640, 3)
             except Exception as error:  # noqa: BLE001  (every failure is counted)
                 errors.append(repr(error))
@@ -137,7 +141,7 @@ def test_concurrent_identical_requests_all_succeed(app_urls, tmp_path):
 
 def test_frame_endpoint_anonymizes_one_image_and_the_stream_is_not_in_the_api(client, photo):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/erase", "/erase_frame"}
+        "/erase", "/erase_frame", "/review"}
     result = client.predict(gradio_client.handle_file(str(photo)), "solid", api_name="/erase_frame")
     assert pixels(result).shape == (90, 120, 3)
 
@@ -155,8 +159,8 @@ def test_every_setting_of_the_image_tab_reaches_its_eraser(client, photo, low_mo
                              mosaic_blocks=4, blur_strength=0.5)
     more = {name: getattr(settings, name) for name in app.MORE_CONTROLS}
     more = {name: format_setting(value) if isinstance(value, tuple) else value for name, value in more.items()}
-    *_, result, summary = client.predict(gradio_client.handle_file(str(photo)), "seed", 0.5, "solid", 2, "ellipse",
-                                         256, **more, api_name="/erase")
+    result, summary = client.predict(gradio_client.handle_file(str(photo)), "seed", 0.5, "solid", 2, "ellipse",
+                                     256, **more, api_name="/erase")[4:6]
     expected = FaceEraser(low_model_dir, settings=settings)(photo)
     assert expected.mask.any() and "at 256 px" in summary
     assert np.array_equal(pixels(result), expected.anonymized)
@@ -176,7 +180,7 @@ def test_the_download_is_named_after_the_upload_in_its_format(client, tmp_path, 
     upload = tmp_path / name
     write_image(tmp_path / "source.png", size=(120, 90))
     Image.open(tmp_path / "source.png").save(upload, format=save_as)
-    *_, result, _ = erase(client, upload, mode="seed", method="solid")
+    result = erase(client, upload, mode="seed", method="solid")[4]
     with Image.open(result) as image:
         assert (Path(result).name, image.format) == expected
         assert (pixels(result) == 0).all(axis=-1).any()  # the anonymized image, not the upload

@@ -310,7 +310,7 @@ def process_job(eraser: "FaceEraser", job: FileJob, options: JobOptions, context
     analyse_only = eraser.settings.method == NO_IMAGE  # no output: resuming never skips
     edits = options.edits.get(str(job.source))  # its time cannot tell whether an output has them: never skipped
     if options.resume and not analyse_only and edits is None and is_up_to_date(job):
-        return _stamped({**record, "status": "skipped", "reason": UP_TO_DATE})
+        return stamped({**record, "status": "skipped", "reason": UP_TO_DATE})
     start = time.perf_counter()
     try:
         if (kind := special_file(job.source)) is not None:  # replaced since planning: never open it
@@ -331,20 +331,21 @@ def process_job(eraser: "FaceEraser", job: FileJob, options: JobOptions, context
     except (ValueError, OSError, RuntimeError) as error:  # InvalidImageError and VideoError are ValueErrors
         outcome = {"status": "failed", "error": str(error) or type(error).__name__}
     record["seconds"] = round(time.perf_counter() - start, 3)
-    return _stamped({**record, **context, **outcome})
+    return stamped({**record, **context, **outcome})
 
 
 def skip_record(skip: Skip) -> dict[str, Any]:
     """The audit record of an input the plan skipped."""
-    return _stamped({"input": str(skip.path), "status": "skipped", "reason": skip.message})
+    return stamped({"input": str(skip.path), "status": "skipped", "reason": skip.message})
 
 
 def failure_record(path: Path, error: str) -> dict[str, Any]:
     """The audit record of an input that failed before any anonymizing (a problem of the plan)."""
-    return _stamped({"input": str(path), "status": "failed", "error": error})
+    return stamped({"input": str(path), "status": "failed", "error": error})
 
 
-def _stamped(record: dict[str, Any]) -> dict[str, Any]:
+def stamped(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``timestamp`` (UTC, to the second) first, as every audit record has it."""
     return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
 
 
