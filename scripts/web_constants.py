@@ -25,7 +25,7 @@ HEADER = """\
 
 def constants() -> list[tuple[str, object, str]]:
     """(JavaScript name, value, its source) of every shared constant, in the file's order."""
-    from faceerase.erase import fill, masks, thresholds
+    from faceerase.erase import edits, fill, masks, thresholds
     from faceerase.media import images
     from faceerase.model.settings import EraseSettings
 
@@ -37,6 +37,8 @@ def constants() -> list[tuple[str, object, str]]:
         ("DEFAULT_THRESHOLD_MODE", defaults.threshold_mode, "faceerase.model.settings.EraseSettings().threshold_mode"),
         ("MASK_SHAPES", list(masks.MASK_SHAPES), "faceerase.erase.masks.MASK_SHAPES"),
         ("DEFAULT_MASK_SHAPE", defaults.mask_shape, "faceerase.model.settings.EraseSettings().mask_shape"),
+        ("ADD_SHAPES", list(edits.ADD_SHAPES), "faceerase.erase.edits.ADD_SHAPES: shapes of a region added by hand, "
+         "the default first"),
         ("BLUR_SIGMA_FRACTION", fill.BLUR_SIGMA_FRACTION, "faceerase.erase.fill.BLUR_SIGMA_FRACTION"),
         ("MOSAIC_BLOCKS", fill.MOSAIC_BLOCKS, "faceerase.erase.fill.MOSAIC_BLOCKS"),
         ("TEMPORAL_WINDOW", defaults.temporal_window, "faceerase.model.settings.EraseSettings().temporal_window"),

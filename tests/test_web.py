@@ -1,6 +1,7 @@
 """The static page web/ in a real headless Chromium (the system /usr/bin/chromium driven by playwright): it erases
-faces like the Python pipeline end to end, makes no network request after loading, and reports its errors. The
-numeric parity of its modules with the Python package, step by step, is tested under Node (test_web_parity.py)."""
+faces like the Python pipeline end to end, lets a person review the result (keep a region, add one) and download the
+audit record, makes no network request after loading, and reports its errors. The numeric parity of its modules with
+the Python package, step by step, is tested under Node (test_web_parity.py)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 # After the skips: importing the package is the slow part.
 import faceerase
+from faceerase.erase.edits import Edits, added_shape
 from faceerase.erase.fill import METHODS
 from faceerase.erase.masks import MASK_SHAPES
 from faceerase.erase.thresholds import compute_threshold
@@ -71,10 +73,10 @@ def browser():
 class Page:
     """A page of the site, loaded, that records the URL of every request the browser makes."""
 
-    def __init__(self, browser, url: str, init_script: str | None = None):
+    def __init__(self, browser, url: str, init_script: str | None = None, *, width: int = 1400, touch: bool = False):
         self.url = url
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"],
-                                           accept_downloads=True)
+        self.context = browser.new_context(viewport={"width": width, "height": 1000}, permissions=["camera"],
+                                           accept_downloads=True, has_touch=touch)
         if init_script:
             self.context.add_init_script(init_script)
         self.page = self.context.new_page()
@@ -100,6 +102,30 @@ class Page:
     def requests_after_load(self) -> list[str]:
         return self.requests[self.loaded:]
 
+    def on_review(self, x: int, y: int) -> tuple[float, float]:
+        """The page coordinates of the centre of image pixel (x, y) on the review view (scrolled into view)."""
+        view = self.page.locator("#review")
+        view.scroll_into_view_if_needed()
+        box = view.bounding_box()
+        scale = box["width"] / self.page.evaluate("document.getElementById('review').width")
+        return box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale
+
+    def drag_box(self, x: int, y: int, w: int, h: int) -> None:
+        """Drag the mouse across the review view from image pixel (x, y) to (x + w - 1, y + h - 1)."""
+        self.page.mouse.move(*self.on_review(x, y))
+        self.page.mouse.down()
+        self.page.mouse.move(*self.on_review(x + w - 1, y + h - 1), steps=5)
+        self.page.mouse.up()
+
+    def record(self) -> dict:
+        """The audit record that "Download record" saves."""
+        with self.page.expect_download() as download:
+            self.page.click("#download-record")
+        assert download.value.suggested_filename.endswith("-record.json")
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert len(lines) == 1  # one JSON line, as in the reports
+        return json.loads(lines[0])
+
 
 @pytest.fixture
 def site(browser, server):
@@ -109,8 +135,13 @@ def site(browser, server):
 
 
 @pytest.fixture(scope="module")
-def python_result():
-    return faceerase.FaceEraser(faceerase.load_model())(ASTRONAUT)
+def eraser():
+    return faceerase.FaceEraser(faceerase.load_model())
+
+
+@pytest.fixture(scope="module")
+def python_result(eraser):
+    return eraser(ASTRONAUT)
 
 
 def test_a_photo_is_erased_as_the_python_pipeline_erases_it_without_any_request(site, server, python_result):
@@ -209,6 +240,73 @@ def test_the_download_holds_the_result_and_no_metadata(site):
     with Image.open(jpeg.value.path()) as image:
         assert image.format == "JPEG" and not image.getexif() and "exif" not in image.info
         assert np.abs(np.asarray(image, float) - site.pixels("result")).mean() < 3
+    assert site.requests_after_load() == []
+
+
+def test_a_review_keeps_a_region_adds_one_and_records_both(browser, server, eraser, python_result):
+    # A narrow window scales the view down: taps and drags are mapped from CSS pixels to the photo's.
+    site = Page(browser, server, width=420, touch=True).open()
+    site.erase(ASTRONAUT)
+    photo, face = site.pixels("photo"), python_result.regions[0].box
+    assert (site.pixels("result") != photo).any()
+    assert site.page.inner_text("#regions li").startswith("1 · score 1.00 · erased")
+    centre = (face[0] + face[2] // 2, face[1] + face[3] // 2)
+    site.page.touchscreen.tap(*site.on_review(*centre))  # a tap is a click
+    site.page.wait_for_selector("#regions li.kept")
+    np.testing.assert_array_equal(site.pixels("result"), photo)  # the only region, kept: nothing is erased
+    assert "1 kept un-erased" in site.page.inner_text("#summary")
+    site.page.mouse.click(*site.on_review(*centre))  # a second click erases it again
+    site.page.wait_for_selector("#regions li.erased")
+    assert (site.pixels("result") != photo).any(axis=-1)[python_result.mask].mean() > 0.95
+    site.page.mouse.click(*site.on_review(*centre))
+    site.page.wait_for_selector("#regions li.kept")
+
+    box = (330, 380, 90, 60)  # the helmet, which the model leaves alone
+    assert not python_result.mask[box[1]:box[1] + box[3], box[0]:box[0] + box[2]].any()
+    site.drag_box(*box)
+    site.page.wait_for_selector("#regions li.added")
+    inside = np.zeros(photo.shape[:2], bool)
+    inside[box[1]:box[1] + box[3], box[0]:box[0] + box[2]] = added_shape(box[2], box[3], "ellipse")
+    changed = (site.pixels("result") != photo).any(axis=-1)
+    assert not changed[~inside].any() and changed[inside].mean() > 0.9
+    np.testing.assert_array_equal(site.pixels("mask")[..., 0] > 127, inside)
+    assert "1 face region · 1 kept un-erased · 1 added" in site.page.inner_text("#summary")
+
+    record = site.record()
+    kept = record["regions"][0]["box"]
+    assert record["edits"] == {"kept": [{"id": 1, "box": kept}],
+                               "added": [{"id": 2, "box": list(box), "shape": "ellipse"}]}
+    assert [(r["id"], r["source"], r["erased"]) for r in record["regions"]] == [(1, "model", False), (2, "added", True)]
+    assert np.abs(np.subtract(kept, face)).max() <= 2
+    assert (record["input"], record["output"], record["kind"], record["status"]) == (
+        "astronaut.jpg", None, "image", "anonymized")
+    assert (record["n_regions"], record["face_estimate"]) == (1, 1)  # the erased ones
+    assert record["model"]["id"] == "model.onnx" and record["model"]["weights_sha256"] == eraser.identity[
+        "weights_sha256"]
+    assert record["settings"]["threshold_mode"] == "auto" and record["settings"]["dilation"] == SETTINGS["dilation"]
+    # The package applies the page's record to its own probabilities: the same mask.
+    again = eraser.postprocess(python_result.image, python_result.probabilities, edits=Edits.from_record(record))
+    np.testing.assert_array_equal(again.mask, inside)
+    assert site.requests_after_load() == []
+    site.context.close()
+
+
+def test_edits_belong_to_their_photo_and_new_settings_reset_the_kept_regions(site, python_result):
+    site.erase(ASTRONAUT)
+    face = python_result.regions[0].box
+    site.page.mouse.click(*site.on_review(face[0] + face[2] // 2, face[1] + face[3] // 2))
+    site.drag_box(330, 380, 90, 60)
+    site.page.wait_for_selector("#summary:has-text('1 kept un-erased · 1 added')")
+    site.erase(REPO / "faceerase" / "examples" / "chelsea.jpg")
+    assert "kept" not in site.page.inner_text("#summary") and "added" not in site.page.inner_text("#summary")
+    assert site.page.locator("#regions li.kept, #regions li.added").count() == 0
+    site.page.click("#photos button:has-text('astronaut.jpg')")
+    assert "1 kept un-erased · 1 added" in site.page.inner_text("#summary")
+    site.page.select_option("#mask-shape", "ellipse")  # other regions: the kept ids no longer name them
+    summary = site.page.inner_text("#summary")
+    assert "1 added" in summary and "kept regions were reset" in summary and "kept un-erased" not in summary
+    assert site.page.locator("#regions li.erased").count() == 1 and site.page.locator("#regions li.added").count() == 1
+    assert site.record()["edits"]["kept"] == []
     assert site.requests_after_load() == []
 
 

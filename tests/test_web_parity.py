@@ -1,5 +1,6 @@
 """The page's JavaScript (web/*.js, run under Node) against the Python package on the same inputs: shared constants,
-geometry, resampling, thresholds, masks and shapes, every anonymization method and the post-processing."""
+geometry, resampling, thresholds, masks and shapes, face estimates, every anonymization method, the post-processing,
+and a person's review (kept and added regions) with its audit record."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 from web_node import NODE, JSError, call_js, js_constant, rgb, rgba, run_js
 
+import faceerase
+from faceerase.engines.files import image_findings
+from faceerase.erase.edits import ADD_SHAPES, Edits, added_shape, clip_box
 from faceerase.erase.fill import DEFAULT_METHOD, METHODS, anonymize, fill_from_border
 from faceerase.erase.geometry import network_long_side, padding_for
-from faceerase.erase.masks import MASK_SHAPES, find_regions, refine_mask, shape_mask
+from faceerase.erase.masks import MASK_SHAPES, estimate_faces, find_regions, refine_mask, shape_mask
 from faceerase.erase.pipeline import FaceEraser
 from faceerase.erase.thresholds import compute_threshold
 from faceerase.media.images import load_image
@@ -197,9 +201,128 @@ def test_the_post_processing_matches(tiny_model, photo, method, shape, mode):
     settings = {key: getattr(eraser.settings, key) for key in ("threshold_floor", "threshold_ceiling", "dilation",
                                                                 "min_area", "dilation_ratio")}
     js = call_js("pipeline.js", "postprocess", rgba(photo), prob.ravel(), settings,
-                 {"thresholdMode": mode, "maskShape": shape, "method": method, "color": [0, 0, 0]})
+                 {"thresholdMode": mode, "maskShape": shape, "method": method, "color": [0, 0, 0], "faces": True})
     assert js["threshold"] == pytest.approx(python.threshold, abs=1e-6)
     np.testing.assert_array_equal(js["mask"].reshape(prob.shape).astype(bool), python.mask)
     assert [r["box"] for r in js["regions"]] == [list(r.box) for r in python.regions]
+    assert [r["faces"] for r in js["regions"]] == [r.faces for r in python.regions]
     difference = np.abs(rgb(js["anonymized"]).astype(int) - python.anonymized)
     assert difference.max() <= 1 and (difference > 0).mean() < 1e-4  # see test_every_method_matches
+
+
+def cores() -> list[np.ndarray]:
+    """Face cores (bool masks) with one, two and three peaks: touching discs at several distances, and seeded random
+    unions of ellipses (symmetric shapes, where the peaks tie: the page must break the ties as OpenCV's float32
+    arithmetic does)."""
+    found = []
+    for gap in (30, 38, 45, 52, 60):
+        core = np.zeros((70, 150), np.uint8)
+        for x in (40, 40 + gap, 40 + 2 * gap if gap < 45 else -99):
+            cv2.circle(core, (x, 35), 24, 1, thickness=-1)
+        found.append(core.astype(bool))
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        core = np.zeros((int(rng.integers(8, 120)), int(rng.integers(8, 120))), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            h, w = core.shape
+            cv2.ellipse(core, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                        (int(rng.integers(2, 35)), int(rng.integers(2, 35))), float(rng.integers(0, 180)), 0, 360, 1,
+                        thickness=-1)
+        found.append(core.astype(bool))
+    return found
+
+
+def test_the_face_estimate_matches():
+    shapes = cores()
+    js = run_js(*[("masks.js", "estimateFaces", [core, core.shape[1], core.shape[0]]) for core in shapes])
+    assert js == [estimate_faces(core) for core in shapes]
+    assert {1, 2, 3} <= set(js)
+    assert call_js("masks.js", "estimateFaces", np.zeros((5, 4), bool), 4, 5) == 1
+
+
+def test_added_shapes_and_clipping_match():
+    sizes = [(1, 1), (1, 6), (2, 2), (5, 3), (8, 13), (41, 26)]
+    shaped = run_js(*[("edits.js", "addedShape", [w, h, shape]) for shape in ADD_SHAPES for w, h in sizes])
+    expected = [added_shape(w, h, shape) for shape in ADD_SHAPES for w, h in sizes]
+    for js, python in zip(shaped, expected):
+        np.testing.assert_array_equal(js.reshape(python.shape).astype(bool), python)
+    assert js_constant("constants.js", "ADD_SHAPES") == list(ADD_SHAPES)
+    boxes = [(5, 5, 10, 8), (-4, 3, 10, 30), (25, 15, 20, 20), (0, 0, 30, 20)]
+    clipped = run_js(*[("edits.js", "clipBox", [list(box), 30, 20]) for box in boxes],
+                     ("edits.js", "clipBox", [[30, 0, 5, 5], 30, 20]),
+                     ("edits.js", "addedShape", [3, 3, "star"]))
+    assert clipped[:len(boxes)] == [list(clip_box(box, 30, 20)) for box in boxes]
+    assert str(clipped[-2]) == "the added box [30,0,5,5] lies outside the 30x20 image"
+    assert "unknown shape star of an added region" in str(clipped[-1])
+
+
+def test_a_click_finds_the_region_under_it():
+    mask = np.zeros((20, 30), bool)
+    mask[2:6, 3:8] = mask[10:15, 20:28] = True
+    prob = mask.astype(np.float32)
+    regions = call_js("masks.js", "findRegions", mask, prob, 30, 20)
+    edited = call_js("edits.js", "applyEdits", mask, prob, regions, 30, 20,
+                     {"keep": [2], "add": [[18, 8, 8, 6]], "addShape": "ellipse"})
+    at = [call_js("edits.js", "regionAt", edited["regions"], edited["labels"], 30, x, y)
+          for x, y in ((4, 3), (21, 11), (27, 14), (25, 13), (0, 0))]
+    # (21, 11) is in both the kept region 2 and the added ellipse 3, drawn over it; (25, 13) in its box, not in it
+    assert at == [1, 3, 2, 2, 0]
+    assert [(r["id"], r["source"], r["erased"]) for r in edited["regions"]] == [
+        (1, "model", True), (2, "model", False), (3, "added", True)]
+    with pytest.raises(JSError, match="no region 3, 7 to keep: the image has 2 regions"):
+        call_js("edits.js", "applyEdits", mask, prob, regions, 30, 20, {"keep": [7, 3, 1]})
+    with pytest.raises(JSError, match="a record lists the faces of each region"):  # found without their faces
+        call_js("edits.js", "auditRecord", {"input": "x.png", "threshold": 0.5, "regions": edited["regions"]})
+
+
+@pytest.fixture(scope="module")
+def shipped_eraser() -> FaceEraser:
+    return FaceEraser(faceerase.load_model())
+
+
+REVIEWS = [  # photo, settings, kept ids, added boxes, their shape
+    ("astronaut", {}, [1], [(350, 380, 81, 61)], "ellipse"),
+    # a box over the kept region 5 (erased where they overlap) and one cut by the image border
+    ("coffee", {"threshold_mode": "fixed", "threshold_value": 0.01}, [2, 5], [(60, 300, 80, 80), (-20, 380, 60, 40)],
+     "box"),
+    ("chelsea", {"threshold_mode": "fixed", "threshold_value": 0.01, "mask_shape": "box"}, [1, 4], [(140, 90, 41, 30)],
+     "ellipse"),
+]
+
+
+@pytest.mark.slow  # the shipped model
+@pytest.mark.parametrize("name, overrides, keep, add, add_shape", REVIEWS, ids=[r[0] for r in REVIEWS])
+def test_a_review_is_applied_and_recorded_as_python_does(shipped_eraser, name, overrides, keep, add, add_shape):
+    image = load_image(REPO / "faceerase" / "examples" / f"{name}.jpg")
+    prob = shipped_eraser.predict([image])[0]
+    python = shipped_eraser.postprocess(image, prob, keep=keep, add=add, add_shape=add_shape, method="solid",
+                                        color=(255, 0, 255), **overrides)
+    s = shipped_eraser.settings.updated(**overrides)
+    settings = {key: getattr(s, key) for key in ("threshold_floor", "threshold_ceiling", "dilation", "min_area",
+                                                 "dilation_ratio")}
+    js = call_js("pipeline.js", "postprocess", rgba(image), prob.ravel(), settings,
+                 {"thresholdMode": s.threshold_mode, "thresholdValue": s.threshold_value, "maskShape": s.mask_shape,
+                  "method": "solid", "color": [255, 0, 255], "keep": keep, "add": [list(box) for box in add],
+                  "addShape": add_shape, "faces": True})
+    np.testing.assert_array_equal(js["mask"].reshape(prob.shape).astype(bool), python.mask)
+    np.testing.assert_array_equal(rgb(js["anonymized"]), python.anonymized)
+    fields = [(r["id"], r["box"], r["area"], r["faces"], r["source"], r["erased"]) for r in js["regions"]]
+    assert fields == [(r.id, list(r.box), r.area, r.faces, r.source, r.erased) for r in python.regions]
+    assert [r.id for r in python.regions if not r.erased] == keep
+    assert len([r for r in python.regions if r.source == "added"]) == len(add)
+    np.testing.assert_allclose([r["score"] for r in js["regions"]], [r.score for r in python.regions], rtol=0,
+                               atol=1e-7)
+    np.testing.assert_allclose([r["meanScore"] for r in js["regions"]], [r.mean_score for r in python.regions],
+                               rtol=0, atol=1e-5)  # numpy sums float32 pairwise, the page in float64
+
+    # The page's record is the package's, and the package applies it again.
+    record = call_js("edits.js", "auditRecord", {"input": f"{name}.jpg", "threshold": js["threshold"],
+                                                 "regions": js["regions"], "model": {}, "settings": {}})
+    findings = image_findings(python)
+    for region in record["regions"]:  # rounded from a float64 mean here, a float32 one in Python
+        region["mean_score"] = pytest.approx(region["mean_score"], abs=1e-4)
+    assert {key: record[key] for key in findings} == findings
+    assert (record["input"], record["output"], record["kind"], record["status"]) == (
+        f"{name}.jpg", None, "image", "anonymized")
+    again = shipped_eraser.postprocess(image, prob, edits=Edits.from_record(record), method="solid", **overrides)
+    np.testing.assert_array_equal(again.mask, python.mask)

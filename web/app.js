@@ -2,11 +2,14 @@
 
 import { METHODS } from './anonymize.js';
 import {
-  DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MASK_SHAPES, TEMPORAL_WINDOW, THRESHOLD_MODES,
+  ADD_SHAPES, BLUR_SIGMA_FRACTION, DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MASK_SHAPES,
+  MOSAIC_BLOCKS, TEMPORAL_WINDOW, THRESHOLD_MODES,
 } from './constants.js';
+import { applyEdits, auditRecord, regionAt } from './edits.js';
 import { ImageError, context2d, decodeImageFile, grabFrame } from './images.js';
+import { findRegions } from './masks.js';
 import { loadModel } from './model.js';
-import { TemporalMax, postprocess, predict } from './pipeline.js';
+import { TemporalMax, eraseFound, findFaces, predict } from './pipeline.js';
 
 const MODEL_URL = 'model.onnx';
 const MODE_NAMES = { auto: 'auto', seed: '2018 rule', fixed: 'fixed' };
@@ -16,15 +19,27 @@ const CHOICES = {
     { auto: 'auto (calibrated)', seed: '2018 rule (60% of the map\'s range)', fixed: 'fixed (slider)' }],
   'mask-shape': [MASK_SHAPES, DEFAULT_MASK_SHAPE, { predicted: 'as predicted', ellipse: 'ellipse', box: 'box' }],
   method: [METHODS, DEFAULT_METHOD, { fill: 'fill (from the border, blurred)', solid: 'solid colour' }],
+  'add-shape': [ADD_SHAPES, ADD_SHAPES[0], { ellipse: 'ellipse in the box', box: 'the box' }],
 };
+// The model's inference settings that the page uses, as the audit record lists them.
+const MODEL_SETTINGS = ['input_size', 'upscale', 'extra_scales', 'live_input_size', 'threshold_floor',
+  'threshold_ceiling', 'dilation', 'dilation_ratio', 'min_area'];
+const REGION_COLOURS = { erased: '#e53935', kept: '#2e7d32', added: '#1565c0' };
+const DRAG_PX = 6; // a pointer that moves this far (CSS pixels) draws a box; less is a click
 
 const $ = (id) => document.getElementById(id);
-const canvases = { photo: $('photo'), probability: $('probability'), mask: $('mask'), result: $('result') };
-const controls = ['file', 'camera', 'threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color', 'format'];
+const canvases = { photo: $('photo'), probability: $('probability'), mask: $('mask'), result: $('result'),
+  review: $('review') };
+const controls = ['file', 'camera', 'threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color', 'format',
+  'add-shape'];
 
 let model = null;
-const photos = []; // {name, image, prob, networkMs}
-let current = null; // the photo or camera frame on show: {name, image, prob}
+// {name, image, prob, networkMs, found: findFaces's result for its settings, edits: {keep: [ids], add: [boxes],
+// regions: the model's region boxes the kept ids name, reset: true when new settings dropped the kept ids}}
+const photos = [];
+let current = null; // the photo or camera frame on show: {name, image, prob, found, edits (photos only)}
+let shown = null; // the result on show (eraseFound), what a click or the record refers to
+let drag = null; // the pointer pressed on the review view: {id, clientX, clientY, from: image pixel}
 let camera = null; // {stream, video, context, smoother, fps}
 
 function setState(state, message, isError = false) {
@@ -41,6 +56,7 @@ function options() {
     maskShape: $('mask-shape').value,
     method: $('method').value,
     color: [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)),
+    addShape: $('add-shape').value,
   };
 }
 
@@ -60,27 +76,164 @@ function gray(values) {
   return rgba;
 }
 
-/** Post-process what is on show with the current options and draw the four views; returns the result. */
+/** Post-process what is on show with the current options and its edits, and draw the views; returns the result.
+ * The model's findings are computed again only when the threshold or mask settings changed. */
 function render() {
-  const { image, prob } = current;
+  const { image, prob, edits } = current;
   const { width, height } = image;
-  const result = postprocess(image, prob, model.settings, options());
+  const settings = options();
+  const key = JSON.stringify([settings.thresholdMode, settings.thresholdMode === 'fixed' ? settings.thresholdValue
+    : null, settings.maskShape]);
+  if (current.found?.key !== key) current.found = { key, ...findFaces(image, prob, model.settings, settings) };
+  if (edits) keepOnlyTheSameRegions(edits, current.found.regions);
+  const result = eraseFound(image, prob, current.found, { ...settings, keep: edits?.keep, add: edits?.add });
+  shown = result;
   draw(canvases.photo, width, height, image.data);
   draw(canvases.probability, width, height, gray(prob));
   draw(canvases.mask, width, height, gray(result.mask));
   draw(canvases.result, width, height, result.anonymized.data);
+  drawReview();
+  listRegions();
   if ($('threshold-mode').value !== 'fixed') $('threshold-value').value = result.threshold.toFixed(2);
   $('threshold-output').textContent = result.threshold.toFixed(3);
   $('download').disabled = false;
+  $('download-record').disabled = !edits;
   return result;
 }
 
+/** Kept ids name the model's regions they were kept on: once the settings give other regions, they are dropped
+ * (and the summary says so); added boxes stay. */
+function keepOnlyTheSameRegions(edits, regions) {
+  const boxes = JSON.stringify(regions.map((r) => r.box));
+  if (edits.keep.length && edits.regions !== boxes) [edits.keep, edits.reset] = [[], true];
+  edits.regions = boxes;
+}
+
+const regionStatus = (r) => (r.source === 'added' ? 'added' : r.erased ? 'erased' : 'kept');
+
+/** The review view over the anonymized one: each region's outline and id (erased, kept or added), and the box
+ * being dragged. Lines and labels keep their on-screen size whatever the photo's. */
+function drawReview(box = null) {
+  const canvas = canvases.review;
+  const { width, height } = canvases.result;
+  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+  const context = canvas.getContext('2d');
+  context.clearRect(0, 0, width, height);
+  if (!current?.edits || !shown) return;
+  const scale = width / (canvas.getBoundingClientRect().width || width); // image pixels per CSS pixel
+  const [pad, size] = [3 * scale, 14 * scale];
+  context.lineWidth = 2 * scale;
+  context.font = `bold ${size}px system-ui, sans-serif`;
+  context.textBaseline = 'top';
+  for (const r of shown.regions) {
+    const [x, y, w, h] = r.box;
+    const colour = REGION_COLOURS[regionStatus(r)];
+    context.strokeStyle = colour;
+    context.setLineDash(r.erased ? [] : [6 * scale, 4 * scale]);
+    context.beginPath();
+    if (r.shape === 'ellipse') context.ellipse(x + w / 2, y + h / 2, w / 2, h / 2, 0, 0, 2 * Math.PI);
+    else context.rect(x, y, w, h);
+    context.stroke();
+    const label = String(r.id);
+    const [tagWidth, tagHeight] = [context.measureText(label).width + 2 * pad, size + 2 * pad];
+    const [tx, ty] = [Math.min(x, width - tagWidth), y >= tagHeight ? y - tagHeight : y];
+    context.fillStyle = colour;
+    context.fillRect(tx, ty, tagWidth, tagHeight);
+    context.fillStyle = '#fff';
+    context.fillText(label, tx + pad, ty + pad);
+  }
+  if (box) {
+    context.setLineDash([4 * scale, 4 * scale]);
+    context.strokeStyle = REGION_COLOURS.added;
+    context.strokeRect(...box);
+  }
+}
+
+/** The numbered region list: id, score and status of each region, with the button that changes it. */
+function listRegions() {
+  const items = (current.edits ? shown.regions : []).map((r) => {
+    const item = document.createElement('li');
+    const status = regionStatus(r);
+    item.className = status;
+    item.textContent = `${r.id} · score ${r.score.toFixed(2)} · ${status}`;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = status === 'added' ? 'Remove' : status === 'erased' ? 'Keep' : 'Erase';
+    button.addEventListener('click', () => toggle(r.id));
+    item.append(button);
+    return item;
+  });
+  $('regions').replaceChildren(...items);
+}
+
+/** Region `id` clicked (on the view or in the list): a model region is kept, or erased again; an added one goes. */
+function toggle(id) {
+  const { edits } = current;
+  const region = shown.regions[id - 1];
+  if (region.source === 'added') {
+    edits.add.splice(id - shown.regions.filter((r) => r.source === 'model').length - 1, 1);
+  } else {
+    edits.keep = region.erased ? [...edits.keep, id] : edits.keep.filter((k) => k !== id);
+  }
+  edits.reset = false;
+  showPhoto(current);
+}
+
+/** The image pixel under a pointer event on the review view (CSS pixels scaled to the photo's), clamped to it. */
+function imagePixel(event) {
+  const canvas = canvases.review;
+  const rect = canvas.getBoundingClientRect();
+  const clamp = (v, n) => Math.min(n - 1, Math.max(0, Math.floor(v)));
+  return [clamp((event.clientX - rect.left) * (canvas.width / rect.width), canvas.width),
+    clamp((event.clientY - rect.top) * (canvas.height / rect.height), canvas.height)];
+}
+
+/** The box [x, y, w, h] spanned by two image pixels, both inside it. */
+const spanned = ([x0, y0], [x1, y1]) => [Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0) + 1,
+  Math.abs(y1 - y0) + 1];
+const movedFar = (event) => Math.hypot(event.clientX - drag.clientX, event.clientY - drag.clientY) >= DRAG_PX;
+
+function wireReview() {
+  const view = canvases.review;
+  view.addEventListener('pointerdown', (event) => {
+    if (!current?.edits || camera || event.button !== 0) return;
+    view.setPointerCapture(event.pointerId);
+    drag = { id: event.pointerId, clientX: event.clientX, clientY: event.clientY, from: imagePixel(event) };
+  });
+  view.addEventListener('pointermove', (event) => {
+    if (drag?.id === event.pointerId && movedFar(event)) drawReview(spanned(drag.from, imagePixel(event)));
+  });
+  view.addEventListener('pointerup', (event) => {
+    if (drag?.id !== event.pointerId) return;
+    const [from, isBox] = [drag.from, movedFar(event)];
+    drag = null;
+    if (isBox) {
+      current.edits.add.push(spanned(from, imagePixel(event)));
+      current.edits.reset = false;
+      showPhoto(current);
+    } else {
+      const id = regionAt(shown.regions, shown.labels, view.width, ...from);
+      if (id) toggle(id);
+    }
+  });
+  view.addEventListener('pointercancel', () => {
+    drag = null;
+    drawReview();
+  });
+  new ResizeObserver(() => drawReview()).observe(canvases.result);
+}
+
 function summarize(result, networkMs, totalMs) {
-  const n = result.regions.length;
-  const found = n ? `${n} face region${n > 1 ? 's' : ''}` : 'no face found';
-  $('summary').textContent = `${current.name}: ${found} · threshold ${result.threshold.toFixed(3)} ` +
-    `(${MODE_NAMES[$('threshold-mode').value]}) · ${current.image.width}×${current.image.height} px` +
-    (networkMs === undefined ? '' : ` · network ${networkMs.toFixed(0)} ms · total ${totalMs.toFixed(0)} ms`);
+  const found = result.regions.filter((r) => r.source === 'model');
+  const n = found.length;
+  const kept = found.filter((r) => !r.erased).length;
+  const added = result.regions.length - n;
+  const parts = [n ? `${n} face region${n > 1 ? 's' : ''}` : 'no face found', kept && `${kept} kept un-erased`,
+    added && `${added} added`, current.edits?.reset && 'the kept regions were reset: the new settings changed them',
+    `threshold ${result.threshold.toFixed(3)} (${MODE_NAMES[$('threshold-mode').value]})`,
+    `${current.image.width}×${current.image.height} px`];
+  if (networkMs !== undefined) parts.push(`network ${networkMs.toFixed(0)} ms`, `total ${totalMs.toFixed(0)} ms`);
+  $('summary').textContent = `${current.name}: ${parts.filter(Boolean).join(' · ')}`;
 }
 
 function showPhoto(photo) {
@@ -103,7 +256,8 @@ async function addPhotos(files) {
       const s = model.settings;
       const prob = await predict(model, image, { inputSize: s.input_size, extraScales: s.extra_scales,
         upscale: s.upscale });
-      const photo = { name: file.name, image, prob, networkMs: performance.now() - start };
+      const photo = { name: file.name, image, prob, networkMs: performance.now() - start,
+        edits: { keep: [], add: [], regions: null, reset: false } };
       photos.push(photo);
       const item = document.createElement('button');
       item.type = 'button';
@@ -199,17 +353,43 @@ function stopCamera() {
   setState('ready', 'Camera off.');
 }
 
+/** Hand `blob` to the browser as a download named `name` (made here: nothing is sent anywhere). */
+function save(blob, name) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+const stem = () => current.name.replace(/\.[^.]*$/, '');
+
 /** Save the anonymized view, re-encoded from the canvas: the file carries no metadata (no EXIF, no GPS). */
 function download() {
   const type = $('format').value;
-  const stem = current.name.replace(/\.[^.]*$/, '');
-  canvases.result.toBlob((blob) => {
-    const link = document.createElement('a');
-    link.href = URL.createObjectURL(blob);
-    link.download = `${stem}-anonymized.${type === 'image/png' ? 'png' : 'jpg'}`;
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
-  }, type, 0.95);
+  canvases.result.toBlob((blob) => save(blob, `${stem()}-anonymized.${type === 'image/png' ? 'png' : 'jpg'}`),
+    type, 0.95);
+}
+
+/** Save the audit record of the photo on show (one JSON line, the schema of the package's reports): its regions,
+ * the edits, the model and the settings. Only the record lists each region's faces: they are estimated here. */
+function downloadRecord() {
+  const { image, prob, found, edits } = current;
+  const regions = findRegions(found.mask, prob, image.width, image.height, { threshold: found.threshold, faces: true });
+  const s = options();
+  const settings = {
+    ...Object.fromEntries(MODEL_SETTINGS.map((key) => [key, model.settings[key]])),
+    threshold_mode: s.thresholdMode, threshold_value: s.thresholdMode === 'fixed' ? s.thresholdValue : null,
+    mask_shape: s.maskShape, method: s.method, color: s.color, mosaic_blocks: MOSAIC_BLOCKS,
+    blur_strength: BLUR_SIGMA_FRACTION,
+  };
+  const about = { id: MODEL_URL, weights_sha256: model.weightsSha256, backend: 'onnxruntime-web',
+    version: model.ortVersion, size_divisor: model.sizeDivisor, in_channels: model.inChannels };
+  const reviewed = applyEdits(found.mask, prob, regions, image.width, image.height,
+    { keep: edits.keep, add: edits.add, addShape: s.addShape });
+  const record = auditRecord({ input: current.name, threshold: found.threshold, regions: reviewed.regions,
+    model: about, settings });
+  save(new Blob([`${JSON.stringify(record)}\n`], { type: 'application/json' }), `${stem()}-record.json`);
 }
 
 function wire() {
@@ -235,10 +415,12 @@ function wire() {
   $('camera').addEventListener('click', startCamera);
   $('stop').addEventListener('click', stopCamera);
   $('download').addEventListener('click', download);
+  $('download-record').addEventListener('click', downloadRecord);
+  wireReview();
   $('threshold-value').addEventListener('input', () => {
     $('threshold-mode').value = 'fixed';
   });
-  for (const id of ['threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color']) {
+  for (const id of ['threshold-mode', 'threshold-value', 'mask-shape', 'method', 'color', 'add-shape']) {
     $(id).addEventListener('input', () => {
       $('color').disabled = $('method').value !== 'solid';
       if (current && !camera) showPhoto(current);

@@ -13,6 +13,8 @@ export const DEFAULT_THRESHOLD_MODE = "auto";
 export const MASK_SHAPES = ["predicted", "ellipse", "box"];
 /** faceerase.model.settings.EraseSettings().mask_shape */
 export const DEFAULT_MASK_SHAPE = "predicted";
+/** faceerase.erase.edits.ADD_SHAPES: shapes of a region added by hand, the default first */
+export const ADD_SHAPES = ["ellipse", "box"];
 /** faceerase.erase.fill.BLUR_SIGMA_FRACTION */
 export const BLUR_SIGMA_FRACTION = 0.25;
 /** faceerase.erase.fill.MOSAIC_BLOCKS */

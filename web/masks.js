@@ -237,9 +237,13 @@ export function shapeMask(mask, width, height, shape) {
   return out;
 }
 
-/** Connected regions of the mask in raster order, scored with the probabilities inside them:
- * [{box: [x, y, w, h], score (highest), meanScore, area}], as find_regions returns them. */
-export function findRegions(mask, prob, width, height) {
+/** Connected regions of the mask in raster order, scored with the probabilities inside them, as find_regions
+ * returns them: [{id (1-based, raster order), box: [x, y, w, h], score (highest), meanScore, area, faces, source:
+ * 'model', erased: true}]. With `faces`, each region's faces are estimateFaces of its core, its pixels whose
+ * probability is above `threshold` (undefined: the whole region); without, they are null: the estimate blurs each
+ * region at its own scale, seconds for a close-up face in a large photo, so the page asks for it only where it is
+ * recorded. */
+export function findRegions(mask, prob, width, height, { threshold, faces = false } = {}) {
   const { labels, regions } = labelRegions(mask, width, height);
   const max = new Float64Array(regions.length);
   const sum = new Float64Array(regions.length);
@@ -249,6 +253,143 @@ export function findRegions(mask, prob, width, height) {
     max[region] = Math.max(max[region], prob[i]);
     sum[region] += prob[i];
   }
-  return regions.map((r, i) => ({ box: [r.x, r.y, r.w, r.h], score: max[i], meanScore: sum[i] / r.area,
-    area: r.area }));
+  const cut = Math.fround(threshold); // numpy compares the float32 map with the threshold as a float32
+  const facesOf = (r, label) => {
+    const core = new Uint8Array(r.w * r.h);
+    for (let y = 0; y < r.h; y++) {
+      for (let x = 0; x < r.w; x++) {
+        const j = (r.y + y) * width + r.x + x;
+        core[y * r.w + x] = labels[j] === label && (threshold === undefined || prob[j] > cut) ? 1 : 0;
+      }
+    }
+    return estimateFaces(core, r.w, r.h);
+  };
+  return regions.map((r, i) => ({ id: i + 1, box: [r.x, r.y, r.w, r.h], score: max[i], meanScore: sum[i] / r.area,
+    area: r.area, faces: faces ? facesOf(r, i + 1) : null, source: 'model', erased: true }));
+}
+
+// OpenCV's 5x5 chamfer distance (cv2.distanceTransform with DIST_L2 and mask size 5): steps of 1, 1.4 and 2.1969
+// (a knight's move), summed in float32.
+const [HV, DIAG, KNIGHT] = [1, 1.4, 2.1969].map(Math.fround);
+// [dy, dx, step] of the neighbours the forward pass reads (the backward pass reads their mirror images)
+const CHAMFER_STEPS = [[-2, -1, KNIGHT], [-2, 1, KNIGHT], [-1, -2, KNIGHT], [-1, -1, DIAG], [-1, 0, HV],
+  [-1, 1, DIAG], [-1, 2, KNIGHT], [0, -1, HV]];
+
+/** Float32 distances of every pixel to the nearest 0 pixel of `mask`, by OpenCV's two chamfer passes (pixels outside
+ * the image count as far). */
+function chamferDistance(mask, width, height) {
+  const d = new Float32Array(width * height);
+  const at = (y, x) => (y >= 0 && y < height && x >= 0 && x < width ? d[y * width + x] : Infinity);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!mask[y * width + x]) continue;
+      let best = Infinity;
+      for (const [dy, dx, step] of CHAMFER_STEPS) best = Math.min(best, Math.fround(at(y + dy, x + dx) + step));
+      d[y * width + x] = best;
+    }
+  }
+  for (let y = height - 1; y >= 0; y--) {
+    for (let x = width - 1; x >= 0; x--) {
+      let best = d[y * width + x];
+      if (best <= HV) continue;
+      for (const [dy, dx, step] of CHAMFER_STEPS) best = Math.min(best, Math.fround(at(y - dy, x - dx) + step));
+      d[y * width + x] = best;
+    }
+  }
+  return d;
+}
+
+/** OpenCV's float Gaussian kernel of `size` taps (getGaussianKernel). */
+function gaussianKernel(size, sigma) {
+  const scale = -0.125 / (sigma * sigma); // x below counts half pixels
+  const half = (size - 1) / 2;
+  const side = [];
+  for (let i = 0, x = 1 - size; i < half; i++, x += 2) side.push(Math.exp(x * x * scale));
+  const norm = 1 / (2 * side.reduce((a, b) => a + b, 0) + 1);
+  const tail = side.map((t) => Math.fround(t * norm));
+  return [...tail, Math.fround(norm), ...tail.reverse()];
+}
+
+/** cv2.borderInterpolate with BORDER_REFLECT_101 (mirrored without repeating the edge, as often as needed). */
+function reflect101(p, n) {
+  if (n === 1) return 0;
+  while (p < 0 || p >= n) p = p < 0 ? -p : 2 * (n - 1) - p;
+  return p;
+}
+
+/** cv2.GaussianBlur of a float32 image with ksize (0, 0), in the float32 arithmetic of OpenCV's x86 (AVX2) build: a
+ * pass along the rows (the taps' products accumulated in order), then one along the columns (the centre tap, then
+ * each pair of mirrored values summed and multiplied in), reflected at the border. OpenCV runs both passes in SIMD
+ * lanes of 8 pixels with fused multiply-adds (here: float32 products are exact in float64, and the sum is rounded to
+ * float32), the rows' pass one more step of 4, and the last pixels of a row in plain float32 steps (the product
+ * rounded, then the sum). The same arithmetic gives the same bits on all but a few faint pixels, and so the same
+ * ties between the peaks estimateFaces compares. */
+function gaussianBlur(values, width, height, sigma) {
+  const kernel = Float64Array.from(gaussianKernel(roundHalfEven(sigma * 8 + 1) | 1, sigma));
+  const [size, half] = [kernel.length, (kernel.length - 1) / 2];
+  const line = new Float64Array(Math.max(width, height) + 2 * half);
+  const load = (source, length, start, step) => {
+    for (let i = -half; i < length + half; i++) line[i + half] = source[start + reflect101(i, length) * step];
+  };
+  const rows = new Float32Array(values.length);
+  const fusedColumns = width - (width % 4);
+  for (let y = 0; y < height; y++) {
+    load(values, width, y * width, 1);
+    for (let x = 0; x < width; x++) {
+      let s = 0;
+      if (x < fusedColumns) for (let k = 0; k < size; k++) s = Math.fround(s + kernel[k] * line[x + k]);
+      else for (let k = 0; k < size; k++) s = Math.fround(s + Math.fround(kernel[k] * line[x + k]));
+      rows[y * width + x] = s;
+    }
+  }
+  const out = new Float32Array(values.length);
+  const fusedRows = width - (width % 8);
+  for (let x = 0; x < width; x++) {
+    load(rows, height, x, width);
+    const fused = x < fusedRows;
+    for (let y = 0; y < height; y++) {
+      const centre = y + half;
+      let s = Math.fround(kernel[half] * line[centre]);
+      for (let k = 1; k <= half; k++) {
+        const pair = Math.fround(line[centre - k] + line[centre + k]);
+        s = fused ? Math.fround(s + kernel[half + k] * pair) : Math.fround(s + Math.fround(kernel[half + k] * pair));
+      }
+      out[y * width + x] = s;
+    }
+  }
+  return out;
+}
+
+/** An estimate of the faces in one region from its core (a width x height 0/1 mask), as estimate_faces makes it: the
+ * well-separated peaks of the distance to the core's edge, smoothed by a quarter of the highest; at least 1. */
+export function estimateFaces(core, width, height) {
+  const [w, h] = [width + 2, height + 2]; // the core padded by one background pixel
+  const padded = new Uint8Array(w * h);
+  for (let y = 0; y < height; y++) padded.set(core.subarray(y * width, (y + 1) * width), (y + 1) * w + 1);
+  const distance = chamferDistance(padded, w, h);
+  const radius = distance.reduce((a, b) => Math.max(a, b), 0);
+  if (radius === 0) return 1;
+  const smooth = gaussianBlur(distance, w, h, Math.max(1, radius / 4));
+  const floor = 0.5 * smooth.reduce((a, b) => Math.max(a, b), 0);
+  const peaks = []; // [value, y, x] of the pixels that are the highest of their 3 x 3 neighbourhood, in raster order
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const value = smooth[y * w + x];
+      if (value <= floor) continue;
+      let highest = true;
+      for (let dy = -1; dy <= 1 && highest; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const [yy, xx] = [y + dy, x + dx];
+          if (yy >= 0 && yy < h && xx >= 0 && xx < w && smooth[yy * w + xx] > value) highest = false;
+        }
+      }
+      if (highest) peaks.push([value, y, x]);
+    }
+  }
+  peaks.sort((a, b) => b[0] - a[0]); // stable: ties stay in raster order
+  const kept = [];
+  for (const [, y, x] of peaks) {
+    if (kept.every(([ky, kx]) => (y - ky) ** 2 + (x - kx) ** 2 >= radius ** 2)) kept.push([y, x]);
+  }
+  return Math.max(1, kept.length);
 }

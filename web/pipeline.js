@@ -1,10 +1,11 @@
 // The face erasing pipeline of faceerase/erase/pipeline.py (FaceEraser.predict and FaceEraser.postprocess): network
 // passes at the model's input size and at its extra scales, combined by their pixel-wise maximum, then threshold,
-// mask clean-up, regions and anonymization. `settings` are the model's inference settings (snake_case keys, as
-// in inference.json).
+// mask clean-up, regions, a person's review (edits.js) and anonymization. `settings` are the model's inference
+// settings (snake_case keys, as in inference.json).
 
 import { anonymize } from './anonymize.js';
 import { DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MIN_SIDE } from './constants.js';
+import { applyEdits } from './edits.js';
 import { networkLongSide, roundHalfEven } from './geometry.js';
 import { findRegions, refineMask, shapeMask } from './masks.js';
 import { runNetwork } from './model.js';
@@ -43,13 +44,14 @@ export async function predict(model, image, { inputSize, extraScales = [], upsca
 }
 
 /**
- * Threshold, clean up, shape and anonymize without running the network.
- * options: {thresholdMode (one of THRESHOLD_MODES), thresholdValue, maskShape (one of MASK_SHAPES), method, color}
- * (threshold_mode, threshold_value, mask_shape, method and color of EraseSettings, with their defaults).
- * Returns {threshold, mask (Uint8Array), regions, anonymized (RGBA image)}.
+ * Threshold, clean up and shape the mask without running the network, and find its regions.
+ * options: {thresholdMode (one of THRESHOLD_MODES), thresholdValue, maskShape (one of MASK_SHAPES)}
+ * (threshold_mode, threshold_value and mask_shape of EraseSettings, with their defaults), faces (estimate the faces
+ * of each region: see findRegions).
+ * Returns {threshold, mask (Uint8Array), regions (findRegions)}: the model's findings, before any review.
  */
-export function postprocess(image, prob, settings, { thresholdMode = DEFAULT_THRESHOLD_MODE, thresholdValue,
-  maskShape = DEFAULT_MASK_SHAPE, method = DEFAULT_METHOD, color = [0, 0, 0] } = {}) {
+export function findFaces(image, prob, settings, { thresholdMode = DEFAULT_THRESHOLD_MODE, thresholdValue,
+  maskShape = DEFAULT_MASK_SHAPE, faces = false } = {}) {
   const { width, height } = image;
   const threshold = computeThreshold(prob, thresholdMode, { value: thresholdValue, floor: settings.threshold_floor,
     ceiling: settings.threshold_ceiling });
@@ -59,8 +61,24 @@ export function postprocess(image, prob, settings, { thresholdMode = DEFAULT_THR
   const refined = refineMask(raw, width, height, { dilation: settings.dilation, minArea: settings.min_area,
     dilationRatio: settings.dilation_ratio });
   const mask = shapeMask(refined, width, height, maskShape);
-  return { threshold, mask, regions: findRegions(mask, prob, width, height),
-    anonymized: anonymize(image, mask, method, color) };
+  return { threshold, mask, regions: findRegions(mask, prob, width, height, { threshold, faces }) };
+}
+
+/**
+ * Apply a review to what findFaces found and anonymize: no step before the review runs again.
+ * options: {method, color (of 'solid'), keep, add, addShape (applyEdits)}.
+ * Returns {threshold, mask, regions, labels (applyEdits), anonymized (RGBA image)}.
+ */
+export function eraseFound(image, prob, found, { method = DEFAULT_METHOD, color = [0, 0, 0], keep, add,
+  addShape } = {}) {
+  const { mask, regions, labels } = applyEdits(found.mask, prob, found.regions, image.width, image.height,
+    { keep, add, addShape });
+  return { threshold: found.threshold, mask, regions, labels, anonymized: anonymize(image, mask, method, color) };
+}
+
+/** FaceEraser.postprocess: findFaces, then eraseFound with the same options (those of both, review included). */
+export function postprocess(image, prob, settings, options = {}) {
+  return eraseFound(image, prob, findFaces(image, prob, settings, options), options);
 }
 
 /** Pixel-wise maximum of the last `window` probability maps (faceerase.media.video.TemporalMax): a face missed in one
