@@ -15,7 +15,7 @@ from PIL import Image
 from faceerase import cli
 from faceerase.erase.pipeline import DEFAULT_MODEL_DIR, load_model
 from faceerase.model.settings import SETTINGS_NAME, InferenceSettings
-from faceerase.training.calibration import LIMITED, SCALE_SETS, CalibrationConfig, choose
+from faceerase.training.calibration import LIMITED, SCALE_SETS, CalibrationConfig, choose, improves
 from faceerase.training.widerface import WIDERFACE_ENV, default_widerface_root, parse_annotations, split_paths
 
 WIDERFACE = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
@@ -50,6 +50,20 @@ def test_limits_double_together_until_a_candidate_meets_them():
     assert best["name"] == "pets 1.1%"  # the higher recall, allowed under the doubled limits too
     infeasible = [_row(0.5, 0.2, worst=3.0, name="worst 3%")]
     assert choose(infeasible, LIMITS) == (infeasible[0], [1.8, 1.0, 4.0])
+
+
+@pytest.mark.parametrize("recall, collateral, verdict", [
+    (0.829, 0.71, True),    # +0.005 recall at the same collateral
+    (0.829, 0.81, True),    # +0.005 recall for +0.1 point of collateral, the most it may cost
+    (0.828, 0.88, False),   # candidate 3: +0.004 recall for +0.17 point
+    (0.834, 0.82, False),   # +0.01 recall but +0.11 point of collateral
+    (0.821, 0.61, True),    # recall within the margin, collateral 0.1 point lower
+    (0.824, 0.65, False),   # same recall, collateral lower by less than the margin
+    (0.819, 0.30, False),   # recall lower by the margin: no collateral saving buys it back
+])
+def test_a_candidate_improves_on_the_shipped_model_only_by_the_written_margins(recall, collateral, verdict):
+    shipped = _row(0.824, 0.71)  # hub/'s chosen row in results/calibration_hub.md, rounded
+    assert improves(_row(recall, collateral), shipped) is verdict
 
 
 @pytest.mark.parametrize("rows, limits, message", [

@@ -14,6 +14,14 @@ The rule, fixed before any candidate model is looked at (issue 15):
 - Val is never looked at, so val numbers measured afterwards stay honest; scikit-image's sample photos are kept
   as an independent check and are never used here.
 
+When a candidate replaces the shipped model (:func:`improves`, written down on 2026-12-03 after candidate 3 gained
+0.004 of recall for 0.17 point of collateral and then lost to deface on val collateral, and before any later
+candidate was scored): with the settings each got from this rule, a candidate goes to its one look at val only when
+its recall beats the shipped model's by at least :data:`RECALL_MARGIN` (0.005, about 4 of the ~840 faces scored)
+with collateral at most :data:`COLLATERAL_MARGIN` (0.1 point) higher, or when its recall is within the margin and
+its collateral at least that much lower. At the val look it ships only if its val collateral is at most deface's in
+the same run and its easy, medium and hard recall are each at least the shipped model's minus the recall margin.
+
 The rule was fixed in the docstring of ``benchmarks/calibrate.py`` (commit 08b5a2d) and moved here word for word,
 with the algorithm and the candidate grid: the same inputs give the same choice. Its option names are those of
 ``faceerase calibrate`` (and :class:`CalibrationConfig`'s fields).
@@ -53,6 +61,10 @@ from faceerase.training.widerface import as_boxes, invalid_flags, load_wider_fac
 SCALE_SETS: dict[str, tuple[float, ...]] = {"none": (), "0.5": (0.5,), "0.5+0.25": (0.5, 0.25)}
 COLUMNS = ["extra_scales", "floor", "dilation", "dilation_ratio", "min_area", "recall", "all", "collateral_%",
            "negatives_%", "negatives_worst_%"]
+#: How much more recall (a share of faces) and how much less collateral (percentage points) count as a real
+#: difference between two models' chosen settings (:func:`improves`).
+RECALL_MARGIN = 0.005
+COLLATERAL_MARGIN = 0.1
 #: The columns the limits apply to, in the order of :attr:`CalibrationConfig.limits`.
 LIMITED = ("collateral_%", "negatives_%", "negatives_worst_%")
 NEGATIVE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -271,6 +283,17 @@ def choose(rows: Sequence[Mapping[str, Any]], limits: Sequence[float]) -> tuple[
         limits = [2 * limit for limit in limits]
     best = max((r for r in rows if allowed(r)), key=lambda r: (round(r["recall"], 3), -r["collateral_%"]))
     return best, limits
+
+
+def improves(candidate: Mapping[str, Any], shipped: Mapping[str, Any]) -> bool:
+    """Whether a candidate's chosen row (from :func:`choose`) beats the shipped model's on train, by the module's
+    rule: recall higher by at least :data:`RECALL_MARGIN` with collateral at most :data:`COLLATERAL_MARGIN` higher,
+    or recall within the margin and collateral at least :data:`COLLATERAL_MARGIN` lower."""
+    gain = round(candidate["recall"] - shipped["recall"], 9)  # margins met exactly count, despite rounding
+    saving = round(shipped["collateral_%"] - candidate["collateral_%"], 9)
+    if gain >= RECALL_MARGIN:
+        return saving >= -COLLATERAL_MARGIN
+    return gain > -RECALL_MARGIN and saving >= COLLATERAL_MARGIN
 
 
 def calibrate(model: str | Path, data: str | Path, negatives: str | Path,
