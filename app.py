@@ -521,6 +521,9 @@ class ProbabilityCache:
                 self._maps.popitem(last=False)
 
 
+MAX_ERASERS = 16  # erasers kept by Handlers.eraser, one per settings
+
+
 class Handlers:
     """The page's event handlers and what they share: the model (or why it did not load), the page's settings (the
     model's ``inference.json`` resolved: the controls' defaults), the upload limit and the probability cache."""
@@ -529,13 +532,22 @@ class Handlers:
         self.model, self.error, self.max_pixels = model, error, max_pixels
         self.settings = EraseSettings().resolved(model.settings if model is not None else DEFAULT_SETTINGS)
         self.cache = ProbabilityCache()
+        self._erasers: OrderedDict[EraseSettings, FaceEraser] = OrderedDict()
+        self._erasers_lock = threading.Lock()
 
     def eraser(self, settings: EraseSettings) -> FaceEraser:
-        """A FaceEraser on the shared model with ``settings``; its runner comes from the cache of loaded models
-        (:func:`faceerase.model.runners.load`: the first request exports the model once)."""
+        """A FaceEraser on the shared model with ``settings``, one per settings (the :data:`MAX_ERASERS` last used
+        are kept: making one walks the model's modules, milliseconds a webcam frame should not pay); its runner
+        comes from the cache of loaded models (:func:`faceerase.model.runners.load`: the first request exports the
+        model once). Erasers hold no state of their own, so requests share them."""
         if self.model is None:
             raise gr.Error(f"The model is not loaded: {self.error}")
-        return FaceEraser(self.model, settings=settings)
+        with self._erasers_lock:
+            eraser = self._erasers.pop(settings, None) or FaceEraser(self.model, settings=settings)
+            self._erasers[settings] = eraser
+            while len(self._erasers) > MAX_ERASERS:
+                self._erasers.popitem(last=False)
+        return eraser
 
     def settings_of(self, controls: dict[str, Any]) -> EraseSettings:
         """The page's settings with the values of ``controls`` (by setting, or by :data:`API_NAMES`); a gr.Error
@@ -695,11 +707,12 @@ offers it, and the frames are sent, anonymized and shown at that size: a ninth o
 decode, fill and send back; the network sees the live input size of it."""
 WEBCAM_CONSTRAINTS = {"video": {"width": {"ideal": WEBCAM_SIZE[0]}, "height": {"ideal": WEBCAM_SIZE[1]}}}
 """The browser's ``getUserMedia`` constraints that ask for :data:`WEBCAM_SIZE`."""
-STREAM_EVERY = 0.04
-"""Seconds between the frames the webcam tab sends (25 a second at most). Gradio's page sends one each interval,
-even while the last one is on the server, which anonymizes the latest it has: a longer interval caps the rate
-(0.1 s: 10 frames/s at best, fewer since a frame waits for the next tick), a shorter one sends frames that are
-dropped."""
+STREAM_EVERY = 0.055
+"""Seconds between the frames the webcam tab sends (18 a second at most). Gradio's page sends one each interval,
+even while the last one is on the server, which anonymizes the latest it has and drops the others: a longer interval
+caps the rate (0.1 s: 10 frames/s at best, fewer since a frame waits for the next tick), a shorter one spends the
+browser's and the server's CPU on frames that are dropped (0.04 s sent two frames for each one anonymized, on cores
+the two share when they run on one machine: ``benchmarks/results/app_webcam.md``)."""
 LIVE_JPEG_QUALITY = 85  # of the anonymized webcam frames sent back
 RATE_WINDOW = 2.0  # seconds of frames the webcam tab's frame rate counts
 

@@ -19,9 +19,13 @@ own estimate. Reported per run:
   though contention still inflates them;
 - the 1-minute load average before and after the run.
 
-``--baseline REV`` also measures ``app.py`` as of git revision REV (run from a temporary folder, so without the
-example photos, which the webcam tab does not use), in turn with the working tree's, ``--rounds`` times each: on a
-busy machine only the ratio of the two is worth quoting.
+``--server-cpus`` and ``--browser-cpus`` pin the server and Chromium (every thread of each) to CPU cores, e.g.
+``--server-cpus 0 --browser-cpus 1``: the browser then takes nothing from the server's core, as when a user's
+browser runs on their own machine. Unpinned, the two share every core.
+
+``--baseline REV`` also measures the app as of git revision REV (its ``app.py`` and ``faceerase`` package, taken
+from ``git archive`` into a temporary folder, on the same model), in turn with the working tree's, ``--rounds`` times
+each: on a busy machine only the ratio of the two is worth quoting.
 
     python benchmarks/app_webcam.py --baseline HEAD --rounds 2
 
@@ -57,8 +61,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-ui-for-media-stream"]
-COLUMNS = ["app", "round", "camera", "sent", "fps", "readout_fps", "frames", "received", "sent_frames", "seconds",
-           "sent_kb", "returned_kb", "server_cpu_ms", "browser_cpu_ms", "load_before", "load_after"]
+COLUMNS = ["app", "round", "server_cpus", "browser_cpus", "camera", "sent", "fps", "readout_fps", "frames", "received",
+           "sent_frames", "seconds", "sent_kb", "returned_kb", "server_cpu_ms", "browser_cpu_ms", "load_before", "load_after"]
 
 RECORD_UPLOADS = """(() => {  // before the page's scripts: the size of each frame the page sends, the first one kept
   window.uploads = { count: 0, chars: 0, first: null };
@@ -110,8 +114,8 @@ def process_stat(pid: int) -> tuple[str, int, float]:
         "SC_CLK_TCK")
 
 
-def browser_cpu_seconds() -> float:
-    """CPU time so far of the Chromium processes this script started (its descendants named ``chromium``)."""
+def browser_pids() -> list[int]:
+    """The Chromium processes this script started (its descendants named ``chromium``)."""
     stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -125,7 +129,31 @@ def browser_cpu_seconds() -> float:
             pid = stats[pid][1]
         return pid == os.getpid()
 
-    return sum(cpu for pid, (name, _, cpu) in stats.items() if name.startswith("chrom") and ours(pid))
+    return [pid for pid, (name, _, _) in stats.items() if name.startswith("chrom") and ours(pid)]
+
+
+def browser_cpu_seconds() -> float:
+    """CPU time so far of :func:`browser_pids` (user and system, all threads, in seconds)."""
+    total = 0.0
+    for pid in browser_pids():
+        try:
+            total += process_stat(pid)[2]
+        except (OSError, ValueError):  # ended meanwhile
+            continue
+    return total
+
+
+def pin(pids: list[int], cpus: set[int] | None) -> None:
+    """Pin every thread of the processes ``pids`` to the cores ``cpus`` (None: leave them be); threads and processes
+    started from them later inherit it."""
+    if cpus is None:
+        return
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except ProcessLookupError:  # ended meanwhile
+                continue
 
 
 def first_frame_size(body: str | None) -> str:
@@ -137,10 +165,12 @@ def first_frame_size(body: str | None) -> str:
         return f"{image.width}x{image.height}"
 
 
-def measure(playwright, server: AppServer, camera_fps: int, warmup: float, seconds: float) -> dict[str, Any]:
+def measure(playwright, server: AppServer, camera_fps: int, warmup: float, seconds: float,
+            browser_cpus: set[int] | None = None) -> dict[str, Any]:
     """Stream the fake camera through the server's webcam tab; the delivered frame rate and what it cost."""
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-fake-device-for-media-stream=fps={camera_fps}"])
+    pin(browser_pids(), browser_cpus)  # before the page: its renderer inherits it
     try:
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
         context.add_init_script(RECORD_UPLOADS)
@@ -180,15 +210,30 @@ def measure(playwright, server: AppServer, camera_fps: int, warmup: float, secon
             "load_after": round(os.getloadavg()[0], 2), "chromium": version}
 
 
+def cpu_set(text: str) -> set[int]:
+    """The cores of a ``--*-cpus`` option: comma-separated core numbers."""
+    try:
+        cpus = {int(part) for part in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give core numbers separated by commas, e.g. 0 or 0,1; got {text!r}")
+    if not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(f"cores {sorted(cpus)} are not all among {sorted(os.sched_getaffinity(0))}")
+    return cpus
+
+
+def cpu_text(cpus: set[int] | None) -> str:
+    """How a row shows a core set: its cores, or ``all``."""
+    return "all" if cpus is None else ",".join(map(str, sorted(cpus)))
+
+
 def baseline_app(revision: str, folder: Path) -> tuple[Path, str]:
-    """``app.py`` as of git ``revision``, written into ``folder``; its path and the full commit id."""
+    """The tree of git ``revision`` written into ``folder`` (its ``app.py`` imports the ``faceerase`` beside it);
+    the path of its ``app.py`` and the full commit id."""
     commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout.strip()
-    source = subprocess.run(["git", "show", f"{commit}:app.py"], cwd=REPO, check=True, capture_output=True,
-                            text=True).stdout
-    path = folder / "app.py"
-    path.write_text(source)
-    return path, commit
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "app.py", commit
 
 
 def main() -> None:
@@ -199,6 +244,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="frames counted over (default: 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="streaming before counting (default: 5)")
     parser.add_argument("--fps", type=int, default=30, help="the fake camera's frame rate (default: 30)")
+    parser.add_argument("--server-cpus", type=cpu_set, help="pin the server to these cores, e.g. 0 (default: all)")
+    parser.add_argument("--browser-cpus", type=cpu_set, help="pin Chromium to these cores, e.g. 1 (default: all)")
     parser.add_argument("--name", default="app_webcam", help="results/<name>.{json,md}")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -219,9 +266,11 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for name, app in apps.items():
                 server = AppServer(args.model, work / "server.log", app=app).wait()
+                pin([server.process.pid], args.server_cpus)
                 try:
-                    row = {"app": name, "round": round_,
-                           **measure(pw, server, args.fps, args.warmup, args.seconds)}
+                    row = {"app": name, "round": round_, "server_cpus": cpu_text(args.server_cpus),
+                           "browser_cpus": cpu_text(args.browser_cpus),
+                           **measure(pw, server, args.fps, args.warmup, args.seconds, args.browser_cpus)}
                 except Exception:
                     print(f"server log (end):\n{server.log.read_text()[-6000:]}", file=sys.stderr)
                     raise

@@ -53,3 +53,17 @@ def test_the_frame_rate_counts_the_frames_sent_back_over_its_window():
     assert [rate(10.0 + 0.25 * i) for i in range(1, 5)] == [4.0] * 4
     assert rate(12.5) == pytest.approx(3 / 2.0)  # 10.5, 10.75, 11.0 and 12.5 in the last 2 s
     assert rate(20.0) == 0  # after a pause, the frames before it no longer count
+
+
+def test_frames_with_the_same_settings_share_one_eraser_and_the_cache_stays_bounded(low_model_dir, monkeypatch):
+    import app
+
+    handlers = app.Handlers(*app.load(str(low_model_dir)), max_pixels=10**7)
+    live = handlers.settings_of(CONTROLS).live()
+    first = handlers.eraser(live)
+    assert handlers.eraser(live) is first  # a webcam frame does not build an eraser (milliseconds each)
+    other = handlers.eraser(handlers.settings_of({**CONTROLS, "method": "blur"}).live())
+    assert other is not first and other.settings.method == "blur" and first.settings.method == "solid"
+    monkeypatch.setattr(app, "MAX_ERASERS", 2)
+    handlers.eraser(handlers.settings_of({**CONTROLS, "method": "mosaic"}).live())
+    assert handlers.eraser(live) is not first  # the least recently used of three was dropped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceerase.erase.thresholds import AUTO_CEILING, AUTO_FLOOR, compute_threshold
+from faceerase.erase.thresholds import AUTO_CEILING, AUTO_FLOOR, OTSU_BINS, compute_threshold, unit_histogram
 
 
 def _map(background: float, face: float | None, noise: float = 0.02, seed: int = 0) -> np.ndarray:
@@ -77,3 +77,16 @@ def test_bad_inputs(prob, mode, message):
     with pytest.raises(ValueError, match=message):
         compute_threshold(prob, mode)
 
+
+
+def test_the_histogram_of_otsu_counts_exactly_as_numpy_does_at_every_bin_edge():
+    edges = np.arange(OTSU_BINS + 1, dtype=np.float32) / OTSU_BINS
+    below = np.nextafter(edges, np.float32(-1))[1:]  # just under each edge but 0
+    above = np.nextafter(edges, np.float32(2))[:-1]  # just over each edge but 1
+    rng = np.random.default_rng(0)
+    values = np.concatenate([edges, below, above, rng.random(5000, dtype=np.float32), [1.0, 1.0, 0.0]])
+    prob = values.astype(np.float32).reshape(1, -1)
+    expected = np.histogram(prob, bins=OTSU_BINS, range=(0.0, 1.0))[0]
+    assert np.array_equal(unit_histogram(prob), expected)  # OpenCV's path
+    assert np.array_equal(unit_histogram(prob.astype(np.float64)), expected)  # NumPy's path
+    assert compute_threshold(prob) == compute_threshold(prob.astype(np.float64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 THRESHOLD_MODES = ("auto", "seed", "fixed")
@@ -48,11 +49,27 @@ def _unit(value: float, name: str) -> float:
     return value
 
 
-def _otsu(prob: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold on [0, 1]: the middle of the best plateau (an empty gap between two
-    clusters scores the same everywhere); 0 when fewer than two bins are populated."""
-    hist, edges = np.histogram(prob, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
+OTSU_BINS = 256
+
+
+def unit_histogram(prob: np.ndarray) -> np.ndarray:
+    """The counts of ``np.histogram(prob, OTSU_BINS, range=(0, 1))`` for values in [0, 1], float64; float32 maps
+    go through OpenCV, 2-5x faster and the same counts: the edges k/256 and v * 256 are exact in binary, and a
+    257th bin [1, 1 + 1/256) takes the 1.0 values that the last bin holds. OpenCV returns float32 counts, exact
+    below 2**24 pixels; larger maps go through NumPy."""
+    if prob.dtype != np.float32 or prob.size >= 2 ** 24:
+        return np.histogram(prob, bins=OTSU_BINS, range=(0.0, 1.0))[0].astype(np.float64)
+    counts = cv2.calcHist([np.ascontiguousarray(prob)], [0], None, [OTSU_BINS + 1],
+                          [0.0, (OTSU_BINS + 1) / OTSU_BINS]).ravel().astype(np.float64)
+    counts[OTSU_BINS - 1] += counts[OTSU_BINS]
+    return counts[:OTSU_BINS]
+
+
+def _otsu(prob: np.ndarray) -> float:
+    """Otsu's threshold on [0, 1] over :data:`OTSU_BINS` bins: the middle of the best plateau (an empty gap
+    between two clusters scores the same everywhere); 0 when fewer than two bins are populated."""
+    hist = unit_histogram(prob)
+    edges = np.linspace(0.0, 1.0, OTSU_BINS + 1)
     centers = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)[:-1]
     w1 = hist.sum() - w0
