@@ -88,7 +88,8 @@ OWN_CONTROLS = {"threshold_mode", "threshold_value", "method", "dilation", "mask
 method and the last two)."""
 MORE_CONTROLS = tuple(f.name for f in fields(EraseSettings) if f.name not in OWN_CONTROLS | NOT_IN_APP)
 """Every other setting: one control each, made from its field, under the image tab's "More settings"."""
-CACHE_BYTES = 512 * 2**20  # probability maps kept for re-rendering, all sessions together
+CACHE_BYTES = 512 * 2**20  # probability maps and decoded images kept for re-rendering, all sessions together
+VIEW_JPEG_QUALITY = 92  # of the pictures only shown (the original under the mask overlay, the review picture)
 SERVER_FOLDER_PREFIX = "faceerase-server-"  # a server's own folder in Gradio's temporary folder
 MASK_LABEL, MASK_COLOR = "face mask", "#ff2d55"
 MASK_RGB = tuple(int(MASK_COLOR[i:i + 2], 16) for i in (1, 3, 5))
@@ -283,6 +284,15 @@ def save_png(pixels: np.ndarray, folder: Path, name: str) -> str:
     return str(path)
 
 
+def save_view(pixels: np.ndarray, folder: Path, name: str) -> str:
+    """Write RGB ``pixels`` that are only shown as ``folder/name.jpg`` (quality :data:`VIEW_JPEG_QUALITY`, no
+    metadata): a 12-megapixel photo takes a tenth of the time PNG takes; returns its path."""
+    path = folder / f"{name}.jpg"
+    if not cv2.imwrite(str(path), pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, VIEW_JPEG_QUALITY]):
+        raise gr.Error(f"Could not write the {name} image on the server.")
+    return str(path)
+
+
 def upload_name(upload: dict) -> str:
     """The file name of ``upload`` (Gradio's file data) as its user knows it."""
     return Path(upload.get("orig_name") or upload["path"]).name
@@ -428,6 +438,12 @@ class Review:
     edits: Edits = Edits()
     regions: tuple[Region, ...] = ()
     """The regions shown, edits applied (model regions, then added ones): what the next action refers to."""
+    pixels_key: str | None = None
+    """Its decoded pixels in the :class:`ProbabilityCache` (None: not cached): a review action does not decode the
+    upload again."""
+    original: str | None = None
+    """The file showing it under the mask overlay, written once (:func:`save_view`) and shown again by each review
+    action while it exists."""
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -490,8 +506,8 @@ def with_added(edits: Edits, box: tuple[int, ...], shape: str, width: int, heigh
 # --------------------------------------------------------------------------- handlers
 
 class ProbabilityCache:
-    """Probability maps by (session, image pixels, network settings), least recently used dropped beyond a byte
-    budget.
+    """Probability maps by (session, image pixels, network settings), and the decoded images themselves by
+    (session, image pixels), least recently used dropped beyond a byte budget.
 
     One store for all sessions so that memory stays bounded however many users there are, but a map serves
     only the session that computed it: no one learns from the page whether another user sent the same image.
@@ -507,6 +523,11 @@ class ProbabilityCache:
         """The key of the image of :func:`image_digest` ``digest`` run with the network ``settings`` in
         ``session``."""
         return f"{session}-{digest}-{settings.group('network')}"
+
+    @staticmethod
+    def pixels_key(session: str, digest: str) -> str:
+        """The key of the decoded image of :func:`image_digest` ``digest`` in ``session``."""
+        return f"{session}-{digest}-pixels"
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
@@ -593,11 +614,17 @@ class Handlers:
         settings = self.settings_of(controls)
         image = self.read_upload(upload)
         digest = image_digest(image)
-        key = self.cache.key(request.session_hash, digest, settings) if request.session_hash else None
-        edits = review.edits if review is not None and review.digest == digest else Edits()
+        key = pixels_key = None
+        if request.session_hash:
+            key = self.cache.key(request.session_hash, digest, settings)
+            pixels_key = self.cache.pixels_key(request.session_hash, digest)
+            self.cache.put(pixels_key, image)
+        same = review is not None and review.digest == digest
+        edits, original = (review.edits, review.original) if same else (Edits(), None)
         prob, network = self.probabilities(image, settings, key)
-        result, folder, shown = self.show(Review(upload, digest, settings, key, edits), image, prob, network)
-        return (served(save_png(heat_map(prob), folder, "probability")),
+        result, folder, shown = self.show(Review(upload, digest, settings, key, edits, pixels_key=pixels_key,
+                                                 original=original), image, prob, network)
+        return (served(save_view(heat_map(prob), folder, "probability")),
                 served(save_png(histogram(prob, result.threshold), folder, "histogram")),
                 round(float(result.threshold), 4), *shown)
 
@@ -608,7 +635,9 @@ class Handlers:
         if review is None:
             raise gr.Error("There is nothing to review yet: erase an image first.")
         name, numbers = parse_action(action)
-        image = self.read_upload(review.upload)
+        image = self.cache.get(review.pixels_key) if review.pixels_key else None
+        if image is None:
+            image = self.read_upload(review.upload)
         if name == "add":
             edits = with_added(review.edits, numbers, add_shape, image.shape[1], image.shape[0])
         else:
@@ -649,8 +678,10 @@ class Handlers:
             review = replace(review, edits=replace(review.edits, keep=(), kept_boxes=()))
             result = eraser.postprocess(image, prob, edits=review.edits)
             note = " · the regions changed with these settings: the kept ones are erased again"
-        review = replace(review, regions=tuple(result.regions))
         folder = output_folder()
+        if review.original is None or not Path(review.original).exists():  # Gradio's delete_cache removes old files
+            review = replace(review, original=save_view(image, folder, "image"))
+        review = replace(review, regions=tuple(result.regions))
         download = save_download(result.anonymized, folder, download_name(review.upload))
         record = audit_record(result, eraser, review.upload, Path(download).name)
         n, faces = record["n_regions"], record["face_estimate"]
@@ -662,8 +693,8 @@ class Handlers:
                    f"({review.settings.threshold_mode}) · {network}{edited}{note}")
         mask = save_png(mask_layer(result.mask), folder, "mask") if result.mask.any() else None
         return result, folder, (
-            annotated(save_png(image, folder, "image"), mask), served(download), summary,
-            served(save_png(review_picture(image, result.mask, result.regions), folder, "review")),
+            annotated(review.original, mask), served(download), summary,
+            served(save_view(review_picture(image, result.mask, result.regions), folder, "review")),
             region_table(result.regions), served(save_record(record, folder, record_name(review.upload))), review)
 
     def erase_frame(self, upload: dict | None, **controls: Any) -> str | None:

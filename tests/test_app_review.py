@@ -233,3 +233,25 @@ def test_the_review_picture_numbers_each_region_in_its_colour():
     assert np.array_equal(image, np.full((200, 300, 3), 100, np.uint8))  # the original untouched
     table = app.region_table(regions)
     assert "| 1 | 0.90 | erased |" in table and "| 2 | 0.80 | **kept** |" in table and "| 3 | 0.10 | added |" in table
+
+
+def test_a_review_action_reuses_the_decoded_image_and_the_original_it_showed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    from types import SimpleNamespace
+
+    import app
+    from faceerase.erase.pipeline import DEFAULT_MODEL_DIR
+
+    handlers = app.Handlers(*app.load(str(DEFAULT_MODEL_DIR)), max_pixels=10**7)
+    upload = {"path": str(ASTRONAUT), "orig_name": "astronaut.jpg"}
+    state = handlers.erase_image(upload, None, SimpleNamespace(session_hash="alice"))[-1]
+    with Image.open(state.original) as shown:  # shown only: a JPEG, a tenth of a PNG's time on a large photo
+        assert shown.format == "JPEG" and np.abs(np.asarray(shown, int) - pixels(ASTRONAUT)).mean() < 2
+    monkeypatch.setattr(handlers, "read_upload", lambda upload: pytest.fail("the upload was decoded again"))
+    overlay, *_, state_after = handlers.review(json.dumps({"toggle": 1}), "ellipse", state)
+    assert overlay["image"]["path"] == state.original == state_after.original
+    assert overlay["annotations"] == []  # the face kept: nothing masked
+    Path(state.original).unlink()  # as Gradio's delete_cache does after 30 minutes
+    overlay = handlers.review(json.dumps({"toggle": 1}), "ellipse", state_after)[0]
+    assert overlay["image"]["path"] != state.original and Path(overlay["image"]["path"]).exists()
+    assert len(overlay["annotations"]) == 1  # the face erased again
