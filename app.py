@@ -363,7 +363,8 @@ def annotated(image: str, mask: str | None) -> dict:
 
 REVIEW_HELP = ("**Review before publishing.** Click a region to keep it un-erased (a false positive: a sign, a pet, "
                "a texture); click it again to erase it again. Drag a box to erase a region the model missed (click "
-               "it to remove it). The result, this list and both downloads follow at once.")
+               "it to remove it). Or type a region's number, or a box, in the keyboard field. The result, this list and both "
+               "downloads follow at once.")
 REVIEW_JS = """() => {
   // Pointer events on the review picture (#review-image): a click (under MIN_DRAG px of movement) toggles the region
   // under the pointer, a drag adds a box; each is written, in image pixels, as JSON into the hidden #review-action
@@ -467,6 +468,19 @@ def parse_action(text: str) -> tuple[str, tuple[int, ...]]:
         raise gr.Error(f"Invalid review action {text[:200]!r}: give one of {{\"click\": [x, y]}}, "
                        f"{{\"toggle\": id}} or {{\"add\": [x, y, w, h]}}") from None
     return name, numbers
+
+
+TYPED_NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def typed_action(text: str) -> str:
+    """The review action (JSON, for :func:`parse_action`) that a person typed in the keyboard field: one number
+    toggles that region, four (x, y, w, h; separated by commas or spaces) add that box; a gr.Error otherwise."""
+    numbers = re.findall(TYPED_NUMBER, text)
+    if not re.fullmatch(rf"\s*{TYPED_NUMBER}(?:\s*[,;\s]\s*{TYPED_NUMBER})*\s*", text) or len(numbers) not in (1, 4):
+        raise gr.Error(f"Type a region's number to keep or erase it (e.g. 2), or a box to add as x, y, width, "
+                       f"height in pixels (e.g. 120, 80, 60, 60); got {text[:100]!r}.")
+    return json.dumps({"toggle": float(numbers[0])} if len(numbers) == 1 else {"add": [float(n) for n in numbers]})
 
 
 def region_at(regions: Sequence[Region], x: int, y: int) -> int | None:
@@ -647,6 +661,11 @@ class Handlers:
             edits = toggled(review.edits, review.regions, region_id)
         prob, network = self.probabilities(image, review.settings, review.key)
         return self.show(replace(review, edits=edits), image, prob, network)[2]
+
+    def typed_review(self, text: str, add_shape: str, review: Review | None) -> tuple:
+        """Image tab's review by keyboard: the field's ``text`` (:func:`typed_action`) applied as :meth:`review`
+        applies a click or a drag."""
+        return self.review(typed_action(text), add_shape, review)
 
     def probabilities(self, image: np.ndarray, settings: EraseSettings, key: str | None) -> tuple[np.ndarray, str]:
         """The face probabilities of ``image`` with the network ``settings``: this session's cached map at ``key``,
@@ -851,6 +870,10 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                                             interactive=False, buttons=[], elem_id="review-image")
                 with gr.Column(scale=2):
                     regions = gr.Markdown(elem_id="region-list")
+                    typed = gr.Textbox(label="Review by keyboard", elem_id="review-typed",
+                                       placeholder="2 keeps or erases region 2 · 120, 80, 60, 60 adds a box",
+                                       info="a region's number, or a box to add as x, y, width, height in pixels; "
+                                            "Enter applies it")
                     add_shape = gr.Radio(list(ADD_SHAPES), value=ADD_SHAPES[0], label="Shape of an added region",
                                          info="erased inside the box you drag: the ellipse inscribed in it, or "
                                               "the whole box")
@@ -899,6 +922,8 @@ def build_demo(model: str | None = None, max_pixels: int | None = None) -> gr.Bl
                             api_visibility="private")
             send.click(handlers.review, [action, add_shape, review], shown, api_name="review", preprocess=False,
                        postprocess=False, trigger_mode="once", show_progress="minimal")
+            typed.submit(handlers.typed_review, [typed, add_shape, review], shown, preprocess=False,
+                         postprocess=False, trigger_mode="once", show_progress="minimal", api_visibility="private")
             demo.load(None, js=REVIEW_JS, api_visibility="private")
         with gr.Tab("Webcam"):
             gr.Markdown(f"Live anonymization of your camera at {WEBCAM_SIZE[0]}x{WEBCAM_SIZE[1]}: one network pass "

@@ -255,3 +255,43 @@ def test_a_review_action_reuses_the_decoded_image_and_the_original_it_showed(tmp
     overlay = handlers.review(json.dumps({"toggle": 1}), "ellipse", state_after)[0]
     assert overlay["image"]["path"] != state.original and Path(overlay["image"]["path"]).exists()
     assert len(overlay["annotations"]) == 1  # the face erased again
+
+
+@pytest.mark.parametrize("text, action", [
+    ("1", {"toggle": 1.0}), (" 2 ", {"toggle": 2.0}),
+    ("130, 340, 80, 80", {"add": [130.0, 340.0, 80.0, 80.0]}), ("130 340 80.5 80", {"add": [130.0, 340.0, 80.5, 80.0]}),
+])
+def test_a_typed_number_or_box_is_the_action_a_click_or_a_drag_sends(text, action):
+    import app
+
+    assert json.loads(app.typed_action(text)) == action
+
+
+@pytest.mark.parametrize("text", ["", "one", "1, 2", "1, 2, 3, 4, 5", "1; rm", "1,,2,3,4"])
+def test_anything_else_typed_is_refused_with_what_to_type(text):
+    import app
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="Type a region's number"):
+        app.typed_action(text)
+
+
+def test_the_keyboard_keeps_and_adds_regions_as_the_pointer_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    from types import SimpleNamespace
+
+    import app
+    from faceerase.erase.pipeline import DEFAULT_MODEL_DIR
+
+    handlers = app.Handlers(*app.load(str(DEFAULT_MODEL_DIR)), max_pixels=10**7)
+    upload = {"path": str(ASTRONAUT), "orig_name": "astronaut.jpg"}
+    state = handlers.erase_image(upload, None, SimpleNamespace(session_hash="bob"), fixed=0.5)[-1]
+    typed = handlers.typed_review("1", "ellipse", state)
+    assert typed[0]["annotations"] == [] and "| 1 | 1.00 | **kept** |" in typed[4]
+    x, y, w, h = BADGE
+    typed = handlers.typed_review(f"{x}, {y}, {w}, {h}", "box", typed[-1])
+    dragged = handlers.review(json.dumps({"add": list(BADGE)}), "box", handlers.review(
+        json.dumps({"toggle": 1}), "ellipse", state)[-1])
+    assert typed[4] == dragged[4] and typed[-1].edits == dragged[-1].edits
+    mask = np.asarray(Image.open(typed[0]["annotations"][0]["image"]["path"]))[:, :, 3] > 0
+    assert mask[y:y + h, x:x + w].all() and mask.sum() == w * h  # the badge's box, the face kept
