@@ -39,6 +39,8 @@ def constants() -> list[tuple[str, object, str]]:
         ("DEFAULT_MASK_SHAPE", defaults.mask_shape, "faceerase.model.settings.EraseSettings().mask_shape"),
         ("ADD_SHAPES", list(edits.ADD_SHAPES), "faceerase.erase.edits.ADD_SHAPES: shapes of a region added by hand, "
          "the default first"),
+        ("MIN_KEPT_IOU", edits.MIN_KEPT_IOU, "faceerase.erase.edits.MIN_KEPT_IOU: the least IoU of a kept region's box "
+         "with its box when kept"),
         ("BLUR_SIGMA_FRACTION", fill.BLUR_SIGMA_FRACTION, "faceerase.erase.fill.BLUR_SIGMA_FRACTION"),
         ("MOSAIC_BLOCKS", fill.MOSAIC_BLOCKS, "faceerase.erase.fill.MOSAIC_BLOCKS"),
         ("TEMPORAL_WINDOW", defaults.temporal_window, "faceerase.model.settings.EraseSettings().temporal_window"),

@@ -291,22 +291,44 @@ def test_a_review_keeps_a_region_adds_one_and_records_both(browser, server, eras
     site.context.close()
 
 
-def test_edits_belong_to_their_photo_and_new_settings_reset_the_kept_regions(site, python_result):
+def test_edits_belong_to_their_photo_and_settings_that_move_a_kept_region_reset_it(site, eraser, python_result):
     site.erase(ASTRONAUT)
     face = python_result.regions[0].box
     site.page.mouse.click(*site.on_review(face[0] + face[2] // 2, face[1] + face[3] // 2))
     site.drag_box(330, 380, 90, 60)
     site.page.wait_for_selector("#summary:has-text('1 kept un-erased · 1 added')")
+    reviewed = Edits.from_record(site.record())  # its kept box: the face's when it was kept
     site.erase(REPO / "faceerase" / "examples" / "chelsea.jpg")
     assert "kept" not in site.page.inner_text("#summary") and "added" not in site.page.inner_text("#summary")
     assert site.page.locator("#regions li.kept, #regions li.added").count() == 0
     site.page.click("#photos button:has-text('astronaut.jpg')")
     assert "1 kept un-erased · 1 added" in site.page.inner_text("#summary")
-    site.page.select_option("#mask-shape", "ellipse")  # other regions: the kept ids no longer name them
+
+    # An ellipse around the face: a larger box, but the same region (IoU about 0.56 >= 0.5), so it stays kept, as
+    # the package keeps it under the same settings.
+    site.page.select_option("#mask-shape", "ellipse")
+    summary = site.page.inner_text("#summary")
+    assert "1 kept un-erased · 1 added" in summary and "reset" not in summary
+    record = site.record()
+    assert record["edits"]["kept"] == [{"id": 1, "box": record["regions"][0]["box"]}]
+    grown, kept = record["regions"][0]["box"], reviewed.kept_boxes[0]
+    assert grown[2] > kept[2] and grown[3] > kept[3]  # recorded as it is now, as Edits.to_record records it
+    image, prob = python_result.image, python_result.probabilities
+    assert not eraser.postprocess(image, prob, mask_shape="ellipse", edits=reviewed).regions[0].erased
+
+    # A threshold of 0 makes the whole photo one region: not the one kept, so the keep is dropped (the package
+    # refuses it), and it stays dropped with the settings it was kept with.
+    site.page.fill("#threshold-value", "0")
     summary = site.page.inner_text("#summary")
     assert "1 added" in summary and "kept regions were reset" in summary and "kept un-erased" not in summary
     assert site.page.locator("#regions li.erased").count() == 1 and site.page.locator("#regions li.added").count() == 1
     assert site.record()["edits"]["kept"] == []
+    with pytest.raises(ValueError, match="where it was reviewed"):
+        eraser.postprocess(image, prob, mask_shape="ellipse", threshold_mode="fixed", threshold_value=0.0,
+                           edits=reviewed)
+    site.page.select_option("#threshold-mode", "auto")
+    site.page.select_option("#mask-shape", "predicted")
+    assert "kept un-erased" not in site.page.inner_text("#summary")
     assert site.requests_after_load() == []
 
 

@@ -13,7 +13,7 @@ from web_node import NODE, JSError, call_js, js_constant, rgb, rgba, run_js
 
 import faceerase
 from faceerase.engines.files import image_findings
-from faceerase.erase.edits import ADD_SHAPES, Edits, added_shape, clip_box
+from faceerase.erase.edits import ADD_SHAPES, MIN_KEPT_IOU, Edits, added_shape, box_iou, clip_box
 from faceerase.erase.fill import DEFAULT_METHOD, METHODS, anonymize, fill_from_border
 from faceerase.erase.geometry import network_long_side, padding_for
 from faceerase.erase.masks import MASK_SHAPES, estimate_faces, find_regions, refine_mask, shape_mask
@@ -254,6 +254,19 @@ def test_added_shapes_and_clipping_match():
     assert clipped[:len(boxes)] == [list(clip_box(box, 30, 20)) for box in boxes]
     assert str(clipped[-2]) == "the added box [30,0,5,5] lies outside the 30x20 image"
     assert "unknown shape star of an added region" in str(clipped[-1])
+
+
+def test_box_iou_and_the_kept_region_rule_match():
+    pairs = [((0, 0, 10, 10), (20, 20, 5, 5)),  # disjoint
+             ((0, 0, 10, 10), (10, 0, 10, 10)),  # touching: no pixel in common
+             ((0, 0, 10, 10), (2, 3, 4, 5)),  # nested
+             ((0, 0, 10, 10), (5, 5, 10, 10)),  # partial overlap
+             ((176, 58, 98, 127), (159, 38, 132, 167)),  # a face, predicted and as an ellipse
+             ((3, 4, 7, 9), (3, 4, 7, 9))]  # the same box
+    ious = run_js(*[("edits.js", "boxIou", [list(a), list(b)]) for a, b in pairs])
+    assert ious == [box_iou(a, b) for a, b in pairs]
+    assert ious[:2] == [0, 0] and ious[-1] == 1 and 0 < ious[3] < MIN_KEPT_IOU < ious[4]
+    assert js_constant("constants.js", "MIN_KEPT_IOU") == MIN_KEPT_IOU
 
 
 def test_a_click_finds_the_region_under_it():

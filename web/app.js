@@ -3,9 +3,9 @@
 import { METHODS } from './anonymize.js';
 import {
   ADD_SHAPES, BLUR_SIGMA_FRACTION, DEFAULT_MASK_SHAPE, DEFAULT_METHOD, DEFAULT_THRESHOLD_MODE, MASK_SHAPES,
-  MOSAIC_BLOCKS, TEMPORAL_WINDOW, THRESHOLD_MODES,
+  MIN_KEPT_IOU, MOSAIC_BLOCKS, TEMPORAL_WINDOW, THRESHOLD_MODES,
 } from './constants.js';
-import { applyEdits, auditRecord, regionAt } from './edits.js';
+import { applyEdits, auditRecord, boxIou, regionAt } from './edits.js';
 import { ImageError, context2d, decodeImageFile, grabFrame } from './images.js';
 import { findRegions } from './masks.js';
 import { loadModel } from './model.js';
@@ -35,7 +35,7 @@ const controls = ['file', 'camera', 'threshold-mode', 'threshold-value', 'mask-s
 
 let model = null;
 // {name, image, prob, networkMs, found: findFaces's result for its settings, edits: {keep: [ids], add: [boxes],
-// regions: the model's region boxes the kept ids name, reset: true when new settings dropped the kept ids}}
+// keptBoxes: {id: the region's box when it was kept}, reset: true when new settings dropped the kept ids}}
 const photos = [];
 let current = null; // the photo or camera frame on show: {name, image, prob, found, edits (photos only)}
 let shown = null; // the result on show (eraseFound), what a click or the record refers to
@@ -101,12 +101,12 @@ function render() {
   return result;
 }
 
-/** Kept ids name the model's regions they were kept on: once the settings give other regions, they are dropped
- * (and the summary says so); added boxes stay. */
+/** Kept ids stay kept while each names a model region whose box overlaps its box when kept by at least MIN_KEPT_IOU
+ * (the rule of apply_edits); once one does not, every kept id is dropped (and the summary says so); added boxes
+ * stay. */
 function keepOnlyTheSameRegions(edits, regions) {
-  const boxes = JSON.stringify(regions.map((r) => r.box));
-  if (edits.keep.length && edits.regions !== boxes) [edits.keep, edits.reset] = [[], true];
-  edits.regions = boxes;
+  const there = (id) => id <= regions.length && boxIou(regions[id - 1].box, edits.keptBoxes[id]) >= MIN_KEPT_IOU;
+  if (!edits.keep.every(there)) [edits.keep, edits.keptBoxes, edits.reset] = [[], {}, true];
 }
 
 const regionStatus = (r) => (r.source === 'added' ? 'added' : r.erased ? 'erased' : 'kept');
@@ -172,8 +172,12 @@ function toggle(id) {
   const region = shown.regions[id - 1];
   if (region.source === 'added') {
     edits.add.splice(id - shown.regions.filter((r) => r.source === 'model').length - 1, 1);
+  } else if (region.erased) {
+    edits.keep = [...edits.keep, id];
+    edits.keptBoxes[id] = region.box;
   } else {
-    edits.keep = region.erased ? [...edits.keep, id] : edits.keep.filter((k) => k !== id);
+    edits.keep = edits.keep.filter((k) => k !== id);
+    delete edits.keptBoxes[id];
   }
   edits.reset = false;
   showPhoto(current);
@@ -257,7 +261,7 @@ async function addPhotos(files) {
       const prob = await predict(model, image, { inputSize: s.input_size, extraScales: s.extra_scales,
         upscale: s.upscale });
       const photo = { name: file.name, image, prob, networkMs: performance.now() - start,
-        edits: { keep: [], add: [], regions: null, reset: false } };
+        edits: { keep: [], keptBoxes: {}, add: [], reset: false } };
       photos.push(photo);
       const item = document.createElement('button');
       item.type = 'button';

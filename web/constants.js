@@ -15,6 +15,8 @@ export const MASK_SHAPES = ["predicted", "ellipse", "box"];
 export const DEFAULT_MASK_SHAPE = "predicted";
 /** faceerase.erase.edits.ADD_SHAPES: shapes of a region added by hand, the default first */
 export const ADD_SHAPES = ["ellipse", "box"];
+/** faceerase.erase.edits.MIN_KEPT_IOU: the least IoU of a kept region's box with its box when kept */
+export const MIN_KEPT_IOU = 0.5;
 /** faceerase.erase.fill.BLUR_SIGMA_FRACTION */
 export const BLUR_SIGMA_FRACTION = 0.25;
 /** faceerase.erase.fill.MOSAIC_BLOCKS */

@@ -13,6 +13,14 @@ export function clipBox([x, y, w, h], width, height) {
   return [x0, y0, x1 - x0, y1 - y0];
 }
 
+/** Intersection over union of two [x, y, w, h] boxes (box_iou). */
+export function boxIou(a, b) {
+  const w = Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]);
+  const h = Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]);
+  const inter = Math.max(w, 0) * Math.max(h, 0);
+  return inter ? inter / (a[2] * a[3] + b[2] * b[3] - inter) : 0;
+}
+
 /** Whether pixel (col, row) of a w x h box is in its inscribed ellipse: its centre is (added_shape). */
 function inEllipse(col, row, w, h) {
   const [u, v] = [(col + 0.5 - w / 2) / (w / 2), (row + 0.5 - h / 2) / (h / 2)];
