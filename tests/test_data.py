@@ -14,8 +14,9 @@ from faceerase.training import widerface
 from faceerase.training.augment import CropSampler
 from faceerase.training.pack import ImageSet, fit_long_side, load_image_set, write_pack
 from faceerase.training.padded import pad_images
-from faceerase.training.widerface import (WIDERFACE_ENV, AnnotationError, default_widerface_root, face_masks,
-                                          invalid_flags, load_wider_face, pixel_bounds, wider_face_features)
+from faceerase.training.widerface import (WIDERFACE_ENV, AnnotationError, default_widerface_root, face_free_window,
+                                          face_masks, invalid_flags, load_wider_face, pixel_bounds,
+                                          wider_face_features)
 
 SHARED = default_widerface_root()  # $FACEERASE_WIDERFACE, else ../shared/widerface
 
@@ -137,6 +138,21 @@ def test_pixel_bounds_and_face_masks_at_the_image_edges():
     assert ignore.sum() == 3 and ignore[4, 12:15].all()
     with pytest.raises(ValueError, match="2 invalid flags for 4 face boxes"):
         invalid_flags({"bbox": boxes, "invalid": [True, False]})
+
+
+def test_a_face_free_window_keeps_clear_of_every_grown_box():
+    rng = np.random.default_rng(0)
+    boxes = [[20, 20, 10, 10], [70, 60, 8, 12]]
+    grown = pixel_bounds(boxes, 100, 100, growth=2.0)
+    for _ in range(200):
+        x, y = face_free_window(boxes, 100, 100, 30, rng)
+        window = np.zeros((100, 100), bool)
+        window[y:y + 30, x:x + 30] = True
+        assert not any(window[y0:y1, x0:x1].any() for x0, y0, x1, y1 in grown)
+    assert face_free_window([[0, 0, 100, 100]], 100, 100, 30, rng) is None  # a face fills the image
+    assert face_free_window([], 100, 80, 81, rng) is None  # the window does not fit
+    x, y = face_free_window([], 100, 80, 80, rng)  # no box: any position that fits (80 wide, 100 high)
+    assert x == 0 and 0 <= y <= 20
 
 
 def test_pack_roundtrip_matches_the_folder(wider, tmp_path):

@@ -243,6 +243,22 @@ def pixel_bounds(boxes: Iterable[Iterable[float]], height: int, width: int, grow
     return _clip_rects(_pixel_rects(as_boxes(boxes), growth), height, width)
 
 
+def face_free_window(boxes: Iterable[Iterable[float]], height: int, width: int, size: int,
+                     rng: np.random.Generator, *, growth: float = 2.0, tries: int = 50) -> tuple[int, int] | None:
+    """The top-left corner (x, y) of a ``size`` x ``size`` window of a ``height`` x ``width`` image that overlaps
+    no box grown ``growth`` times about its centre (give every annotated box, valid or not): a crop with no
+    annotated face near it, for training against false positives. None when the window does not fit or ``tries``
+    random positions all overlap a box."""
+    if not 0 < size <= min(height, width):
+        return None
+    rects = pixel_bounds(boxes, height, width, growth)
+    for _ in range(tries):
+        x, y = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
+        if not ((rects[:, 0] < x + size) & (rects[:, 2] > x) & (rects[:, 1] < y + size) & (rects[:, 3] > y)).any():
+            return x, y
+    return None
+
+
 def face_masks(faces: Mapping[str, Any], height: int, width: int,
                shape: str = "box") -> tuple[np.ndarray, np.ndarray]:
     """Rasterize a row's ``faces`` into ``(target uint8 HxW in {0, 1}, ignore bool HxW)``.
