@@ -363,8 +363,8 @@ def annotated(image: str, mask: str | None) -> dict:
 
 REVIEW_HELP = ("**Review before publishing.** Click a region to keep it un-erased (a false positive: a sign, a pet, "
                "a texture); click it again to erase it again. Drag a box to erase a region the model missed (click "
-               "it to remove it). Or type a region's number, or a box, in the keyboard field. The result, this list and both "
-               "downloads follow at once.")
+               "it to remove it). Or type a region's number, or a box, in the keyboard field. The result, this list "
+               "and both downloads follow at once.")
 REVIEW_JS = """() => {
   // Pointer events on the review picture (#review-image): a click (under MIN_DRAG px of movement) toggles the region
   // under the pointer, a drag adds a box; each is written, in image pixels, as JSON into the hidden #review-action
