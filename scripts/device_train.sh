@@ -13,7 +13,8 @@
 # The first candidate fine-tunes hub/ (in git, so it travels with the tree) against the face-less photos and
 # textures of negatives/train with the options of the CPU run now going on (ft3: 640-px inputs, 384-px crops, scales
 # 0.3-2.0, learning rate 3e-4; the pack's images are 480 px at most, since a 640-px pack would not fit the device's
-# 64 MiB, and inputs are never upscaled); without negatives/train it is skipped. The presets train from scratch (no ImageNet weights needed).
+# 64 MiB, and inputs are never upscaled); without negatives/train it is skipped. The presets train from scratch
+# (no ImageNet weights needed).
 # Dry run of exactly this script on CPU:
 #   BUDGET=15 BATCH=8 DEVICE=cpu OUT=/tmp/dry bash scripts/device_train.sh packs/train_480.npz
 set -euo pipefail
