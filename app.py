@@ -473,14 +473,14 @@ def parse_action(text: str) -> tuple[str, tuple[int, ...]]:
 TYPED_NUMBER = r"-?\d+(?:\.\d+)?"
 
 
-def typed_action(text: str) -> str:
-    """The review action (JSON, for :func:`parse_action`) that a person typed in the keyboard field: one number
+def typed_action(text: str) -> tuple[str, tuple[int, ...]]:
+    """The review action that a person typed in the keyboard field, as :func:`parse_action` returns it: one number
     toggles that region, four (x, y, w, h; separated by commas or spaces) add that box; a gr.Error otherwise."""
-    numbers = re.findall(TYPED_NUMBER, text)
+    numbers = tuple(int(round(float(n))) for n in re.findall(TYPED_NUMBER, text))
     if not re.fullmatch(rf"\s*{TYPED_NUMBER}(?:\s*[,;\s]\s*{TYPED_NUMBER})*\s*", text) or len(numbers) not in (1, 4):
         raise gr.Error(f"Type a region's number to keep or erase it (e.g. 2), or a box to add as x, y, width, "
                        f"height in pixels (e.g. 120, 80, 60, 60); got {text[:100]!r}.")
-    return json.dumps({"toggle": float(numbers[0])} if len(numbers) == 1 else {"add": [float(n) for n in numbers]})
+    return ("toggle" if len(numbers) == 1 else "add"), numbers
 
 
 def region_at(regions: Sequence[Region], x: int, y: int) -> int | None:
@@ -644,11 +644,20 @@ class Handlers:
 
     def review(self, action: str, add_shape: str, review: Review | None) -> tuple:
         """Image tab's review (the review picture's clicks and drags, or ``/review``): one :func:`parse_action`
-        applied to this session's edits of the image last erased (an added box shaped ``add_shape``), then that
-        image shown again by :meth:`show`, without a network pass while its probabilities are cached."""
+        applied by :meth:`apply_action`."""
+        return self.apply_action(*parse_action(action), add_shape, review)
+
+    def typed_review(self, text: str, add_shape: str, review: Review | None) -> tuple:
+        """Image tab's review by keyboard: the field's ``text`` (:func:`typed_action`) applied by
+        :meth:`apply_action`, as a click or a drag is."""
+        return self.apply_action(*typed_action(text), add_shape, review)
+
+    def apply_action(self, name: str, numbers: tuple[int, ...], add_shape: str, review: Review | None) -> tuple:
+        """One review action (``name``, ``numbers``: see :func:`parse_action`) applied to this session's edits of
+        the image last erased (an added box shaped ``add_shape``), then that image shown again by :meth:`show`,
+        without a network pass while its probabilities are cached."""
         if review is None:
             raise gr.Error("There is nothing to review yet: erase an image first.")
-        name, numbers = parse_action(action)
         image = self.cache.get(review.pixels_key) if review.pixels_key else None
         if image is None:
             image = self.read_upload(review.upload)
@@ -661,11 +670,6 @@ class Handlers:
             edits = toggled(review.edits, review.regions, region_id)
         prob, network = self.probabilities(image, review.settings, review.key)
         return self.show(replace(review, edits=edits), image, prob, network)[2]
-
-    def typed_review(self, text: str, add_shape: str, review: Review | None) -> tuple:
-        """Image tab's review by keyboard: the field's ``text`` (:func:`typed_action`) applied as :meth:`review`
-        applies a click or a drag."""
-        return self.review(typed_action(text), add_shape, review)
 
     def probabilities(self, image: np.ndarray, settings: EraseSettings, key: str | None) -> tuple[np.ndarray, str]:
         """The face probabilities of ``image`` with the network ``settings``: this session's cached map at ``key``,
