@@ -296,9 +296,9 @@ def shipped_eraser() -> FaceEraser:
 REVIEWS = [  # photo, settings, kept ids, added boxes, their shape
     ("astronaut", {}, [1], [(350, 380, 81, 61)], "ellipse"),
     # a box over the kept region 5 (erased where they overlap) and one cut by the image border
-    ("coffee", {"threshold_mode": "fixed", "threshold_value": 0.01}, [2, 5], [(60, 300, 80, 80), (-20, 380, 60, 40)],
+    ("coffee", {"threshold_mode": "fixed", "threshold_value": 0.005}, [2, 5], [(240, 175, 40, 25), (-20, 380, 60, 40)],
      "box"),
-    ("chelsea", {"threshold_mode": "fixed", "threshold_value": 0.01, "mask_shape": "box"}, [1, 4], [(140, 90, 41, 30)],
+    ("chelsea", {"threshold_mode": "fixed", "threshold_value": 0.002, "mask_shape": "box"}, [1, 4], [(140, 90, 41, 30)],
      "ellipse"),
 ]
 
